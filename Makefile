@@ -1,0 +1,35 @@
+# Two commands on a fresh Debian machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test system install clean
+
+run: $(STAMP)
+	$(BIN)/rulecast serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+install: $(STAMP)
+
+# Debian packages the build or the tests need, installed only when missing.
+system:
+	@missing=""; \
+	[ -f /usr/include/nanomsg/nn.h ] || missing="$$missing libnanomsg-dev"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): setup.py | system
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,194 @@
+"""The HTTP API under the prefix: publish, notifications, SSE, health and metrics."""
+import hmac
+import logging
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
+from werkzeug.exceptions import HTTPException
+
+from rulecast import sse
+from rulecast.bus import BusUnavailable
+from rulecast.channels import ChannelError, parse as parse_channel
+from rulecast.identity import from_token, token_of
+from rulecast.tokens import InvalidToken
+
+log = logging.getLogger("rulecast.api")
+
+bp = Blueprint("rulecast", __name__)
+
+
+class ApiError(Exception):
+    """An HTTP error answered as ``{"errors": {field: [messages]}}``."""
+
+    def __init__(self, status, errors):
+        super().__init__(status, errors)
+        self.status = status
+        self.errors = errors
+
+
+class PublishSchema(Schema):
+    channel = fields.String(required=True)
+    data = fields.Dict(required=True, keys=fields.String())
+
+    @validates("channel")
+    def _channel(self, value, **kw):
+        try:
+            parse_channel(value)
+        except ChannelError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class InboxQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE  # ?token= shares the query string
+
+    since = fields.Integer(load_default=None, validate=validate.Range(min=0))
+    limit = fields.Integer(load_default=50, validate=validate.Range(
+        min=1, max=500, error="limit must be between {min} and {max}"))
+
+
+class ReadSchema(Schema):
+    upto = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+
+
+def _server():
+    return current_app.config["RULECAST_SERVER"]
+
+
+def _load(schema, data):
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise ApiError(400, exc.messages) from None
+
+
+def _json_body():
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ApiError(400, {"_": ["the body must be JSON with Content-Type: application/json"]})
+    return data
+
+
+def require_api_key():
+    """Raise 401 unless the request carries one of the configured API keys."""
+    auth = request.headers.get("Authorization", "")
+    key = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    if not key:
+        raise ApiError(401, {"authorization": ["send an API key as 'Authorization: Bearer KEY'"]})
+    if not any(hmac.compare_digest(key, k) for k in _server().config.api_keys):
+        raise ApiError(401, {"authorization": ["unknown API key"]})
+
+
+def require_user():
+    """The identity of the user a token proves; 401 when there is none."""
+    token = token_of(request.environ)
+    if not token:
+        raise ApiError(401, {"token": ["send a user token (cookie rulecast_token, "
+                                       "Authorization: Bearer or ?token=)"]})
+    try:
+        return from_token(token, _server().config.secret)
+    except InvalidToken as exc:
+        raise ApiError(401, {"token": [str(exc)]}) from None
+
+
+@bp.post("/api/publish")
+def publish():
+    require_api_key()
+    body = _load(PublishSchema(), _json_body())
+    try:
+        message = _server().bus.publish(body["channel"], body["data"])
+    except BusUnavailable as exc:
+        raise ApiError(503, {"_": ["not accepted: %s; try again" % exc]}) from None
+    return jsonify(id=message.id), 202
+
+
+@bp.post("/api/events")
+def events():
+    require_api_key()
+    raise ApiError(501, {"_": ["the rule engine is not part of this version yet"]})
+
+
+@bp.get("/api/notifications")
+def notifications():
+    identity = require_user()
+    query = _load(InboxQuerySchema(), request.args)
+    store, channels = _server().store, identity.channels
+    if query["since"] is None:
+        messages = store.latest(channels, query["limit"])
+    else:
+        messages = store.since(query["since"], channels, query["limit"])
+    last_read = store.last_read(identity.user)
+    return jsonify(messages=[m.frame() for m in messages], last_read=last_read,
+                   unread=store.count_since(last_read, channels))
+
+
+@bp.post("/api/notifications/read")
+def notifications_read():
+    identity = require_user()
+    upto = _load(ReadSchema(), _json_body())["upto"]
+    server = _server()
+    if upto > server.bus.last_id:
+        raise ApiError(400, {"upto": ["no message has id %d yet; the last is %d"
+                                      % (upto, server.bus.last_id)]})
+    last_read = server.store.mark_read(identity.user, upto)
+    return jsonify(last_read=last_read,
+                   unread=server.store.count_since(last_read, identity.channels))
+
+
+@bp.get("/sse")
+def events_stream():
+    try:
+        body = sse.stream(_server(), request.environ)
+    except sse.Refused as exc:
+        raise ApiError(exc.status, exc.errors) from None
+    return Response(body, headers=sse.HEADERS, direct_passthrough=True)
+
+
+@bp.get("/ws")
+def websocket_without_upgrade():
+    raise ApiError(426, {"_": ["this endpoint speaks WebSocket; connect with a "
+                               "WebSocket client (Upgrade: websocket)"]})
+
+
+@bp.get("/healthz")
+def healthz():
+    server = _server()
+    return jsonify(status="ok", last_id=server.bus.last_id,
+                   connections=len(server.hub.connections))
+
+
+@bp.get("/metrics")
+def metrics():
+    return Response(_server().metrics.render(),
+                    content_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def create_app(server):
+    """rulecast's own Flask app, its blueprint mounted under the prefix."""
+    app = Flask("rulecast")
+    app.config["RULECAST_SERVER"] = server
+    # Room for an event batch; publish checks its own, tighter limit.
+    app.config["MAX_CONTENT_LENGTH"] = 16 * server.config.limits.max_message_bytes
+    app.json.sort_keys = False
+    app.register_blueprint(bp, url_prefix=server.config.prefix)
+
+    @app.before_request
+    def _limit_publish():
+        limit = server.config.limits.max_message_bytes + 1024
+        if request.path.endswith("/api/publish") and (request.content_length or 0) > limit:
+            raise ApiError(413, {"_": ["body larger than %d bytes" % limit]})
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc):
+        return jsonify(errors=exc.errors), exc.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc):
+        return jsonify(errors={"_": [exc.description]}), exc.code
+
+    @app.errorhandler(Exception)
+    def _internal(exc):
+        log.exception("%s %s failed", request.method, request.path)
+        return jsonify(errors={"_": ["internal error"]}), 500
+
+    return app

@@ -1,0 +1,222 @@
+"""A subscriber connection: identity, channels, and a bounded queue drained by one writer."""
+import logging
+import socket
+from collections import deque
+
+import gevent
+from gevent.event import Event
+
+from rulecast.message import dumps, ws_frame
+from rulecast.websocket import close_frame
+
+log = logging.getLogger("rulecast.connection")
+
+#: How many stored messages a resume sends before waiting for the writer to drain.
+REPLAY_PAGE = 200
+
+
+class Connection:
+    """What the hub delivers to. Subclasses say how bytes reach the client.
+
+    Every frame goes through :meth:`_enqueue`; when more than ``limit`` frames wait,
+    the client is too slow: it is closed with 1013 (its queue dropped, so memory
+    stays bounded) and resumes later with ``since``.
+    """
+
+    #: Seconds a closing connection may take to flush before its socket is cut.
+    close_timeout = 5.0
+
+    def __init__(self, hub, identity, limit):
+        self.hub = hub
+        self.identity = identity
+        self.limit = limit
+        self.channels = set()
+        self.queue = deque()
+        self.wakeup = Event()
+        self.closed = False
+        #: The largest message id queued: later duplicates (resume + live) are skipped.
+        self.last_id = 0
+        #: Where the client said it stopped (``since``): channels it subscribes to later
+        #: get their backlog from here too.
+        self.cursor = None
+        #: The last id before this connection went live (its welcome's ``last_id``).
+        self.live_from = 0
+        # While a resume replays history, live messages wait here.
+        self._held = None
+
+    # -- what the hub and the session call ------------------------------------------
+
+    def push(self, message):
+        """Queue a live message unless it was already sent."""
+        if self._held is not None:
+            self._held.append(message)
+        elif message.id > self.last_id and not self.closed:
+            self.last_id = message.id
+            self._enqueue(self.encode(message))
+
+    def send(self, frame):
+        """Queue a protocol frame (a dict with a ``type``) for this client."""
+        self._enqueue(self.encode_frame(frame))
+
+    def resume(self, store, since, upto, channels=None):
+        """Send the stored messages with ``since`` < id <= ``upto`` on ``channels`` (default:
+        all of this connection's), oldest first, then go on live: whatever the hub
+        delivers meanwhile waits, so nothing is missed and nothing comes twice."""
+        channels = list(self.channels if channels is None else channels)
+        self._held = []
+        try:
+            after = since
+            while not self.closed:
+                page = store.since(after, channels, REPLAY_PAGE)
+                for message in page:
+                    if message.id <= upto:
+                        self.queue.append(self.encode(message))
+                self.wakeup.set()
+                if len(page) < REPLAY_PAGE or page[-1].id >= upto:
+                    break
+                after = page[-1].id
+                self._wait_drained()
+            self.last_id = max(self.last_id, upto)
+        finally:
+            held, self._held = self._held, None
+        for message in held:
+            self.push(message)
+
+    def close(self, code=1000, reason=""):
+        """Leave the hub, drop what is queued if too slow, and say goodbye with ``code``."""
+        if self.closed:
+            return
+        self.closed = True
+        self.hub.remove(self)
+        if code == 1013:
+            self.queue.clear()
+        final = self.encode_close(code, reason)
+        if final:
+            self.queue.append(final)
+        self.wakeup.set()
+        gevent.spawn_later(self.close_timeout, self.abort)
+
+    # -- for subclasses --------------------------------------------------------------
+
+    def encode(self, message):
+        """The bytes of ``message`` for this kind of connection."""
+        raise NotImplementedError
+
+    def encode_frame(self, frame):
+        """The bytes of a protocol frame for this kind of connection."""
+        raise NotImplementedError
+
+    def encode_close(self, code, reason):
+        """The bytes that end the stream, or None."""
+        return None
+
+    def abort(self):
+        """Cut the transport: a client that does not read cannot block a close."""
+
+    # -- internals -------------------------------------------------------------------
+
+    def _enqueue(self, data):
+        if self.closed:
+            return
+        if len(self.queue) >= self.limit:
+            self.hub.slow_consumer(self)
+            self.close(1013, "too slow: %d frames waiting" % len(self.queue))
+            return
+        self.queue.append(data)
+        self.wakeup.set()
+
+    def _take(self, timeout=None):
+        """Everything queued as one bytes object, waiting up to ``timeout``; b'' if none."""
+        if not self.queue:
+            self.wakeup.clear()
+            self.wakeup.wait(timeout)
+        queue = self.queue
+        if len(queue) == 1:
+            return queue.popleft()
+        data = b"".join(queue)
+        queue.clear()
+        return data
+
+    def _wait_drained(self):
+        while self.queue and not self.closed:
+            gevent.sleep(0.005)
+
+
+class WebSocketConnection(Connection):
+    """Writes frames to a WebSocket from its own greenlet, several per send() when
+    they pile up: one system call for a batch is what keeps fan-out cheap."""
+
+    def __init__(self, hub, identity, limit, sock):
+        super().__init__(hub, identity, limit)
+        self.sock = sock
+        self.writer = gevent.spawn(self._write_loop)
+
+    def encode(self, message):
+        return message.ws
+
+    def encode_frame(self, frame):
+        return ws_frame(dumps(frame))
+
+    def encode_close(self, code, reason):
+        return close_frame(code, reason)
+
+    def send_bytes(self, data):
+        """Queue ready-made frame bytes (pongs, close echoes)."""
+        self._enqueue(data)
+
+    def _write_loop(self):
+        sendall = self.sock.sendall
+        try:
+            while True:
+                data = self._take()
+                if data:
+                    sendall(data)
+                if self.closed and not self.queue:
+                    break
+        except OSError:
+            pass  # the client went away; the reader sees it too
+        finally:
+            self.closed = True
+            self.hub.remove(self)
+
+    def abort(self):
+        if not self.writer.dead:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def join(self, timeout):
+        self.writer.join(timeout)
+
+
+class StreamConnection(Connection):
+    """Server-sent events: the response iterator itself is the writer."""
+
+    #: Seconds between heartbeat comments, so proxies keep the stream open.
+    heartbeat = 15.0
+
+    def __init__(self, hub, identity, limit, environ):
+        super().__init__(hub, identity, limit)
+        self.environ = environ
+
+    def encode(self, message):
+        return message.sse
+
+    def encode_frame(self, frame):
+        return b"event: %s\ndata: %s\n\n" % (frame["type"].encode("ascii"), dumps(frame))
+
+    def stream(self):
+        """The response body: queued events as they come, heartbeats in between."""
+        try:
+            yield b"retry: 2000\n\n"
+            while not (self.closed and not self.queue):
+                yield self._take(self.heartbeat) or b": heartbeat\n\n"
+        finally:
+            self.close()
+
+    def abort(self):
+        try:
+            self.environ["rulecast.socket"].shutdown(socket.SHUT_RDWR)
+        except (KeyError, OSError):
+            pass

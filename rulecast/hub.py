@@ -1,0 +1,59 @@
+"""The hub: a worker's registry of connections by channel, and the fan-out."""
+
+__all__ = ["Hub"]
+
+
+class Hub:
+    """Delivers each message it is handed to the connections on its channel.
+
+    The message's bytes are made once (:class:`rulecast.message.Message` caches
+    them); delivering is appending those bytes to each connection's queue.
+    """
+
+    def __init__(self, metrics):
+        self.metrics = metrics
+        self.subscribers = {}  # channel -> set of connections
+        self.connections = set()
+
+    def add(self, connection):
+        self.connections.add(connection)
+        self.metrics.connections.set(len(self.connections))
+
+    def subscribe(self, connection, channel):
+        connection.channels.add(channel)
+        self.subscribers.setdefault(channel, set()).add(connection)
+
+    def unsubscribe(self, connection, channel):
+        connection.channels.discard(channel)
+        subs = self.subscribers.get(channel)
+        if subs is not None:
+            subs.discard(connection)
+            if not subs:
+                del self.subscribers[channel]
+
+    def remove(self, connection):
+        """Forget ``connection`` and all its subscriptions (idempotent)."""
+        if connection not in self.connections:
+            return
+        self.connections.discard(connection)
+        for channel in tuple(connection.channels):
+            self.unsubscribe(connection, channel)
+        self.metrics.connections.set(len(self.connections))
+
+    def deliver(self, message):
+        """Queue ``message`` on every connection subscribed to its channel."""
+        subs = self.subscribers.get(message.channel)
+        if not subs:
+            return
+        # A copy: a slow consumer closed during the loop leaves the set.
+        connections = tuple(subs)
+        for connection in connections:
+            connection.push(message)
+        self.metrics.delivered.inc(len(connections))
+
+    def slow_consumer(self, connection):
+        self.metrics.slow_closes.inc()
+
+    def close_all(self, code=1001, reason="server going away"):
+        for connection in tuple(self.connections):
+            connection.close(code, reason)

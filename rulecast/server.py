@@ -1,0 +1,127 @@
+"""The server: store, hub, bus and endpoints wired together behind one gevent listener."""
+import importlib
+import logging
+import signal
+
+import gevent
+from gevent.event import Event
+
+from rulecast import api, config as config_module, plugins
+from rulecast.bus import LocalBus
+from rulecast.channels import Policy
+from rulecast.hub import Hub
+from rulecast.metrics import Metrics
+from rulecast.session import Session
+from rulecast.store import open_store
+from rulecast.websocket import GeventServer
+
+log = logging.getLogger("rulecast.server")
+
+__all__ = ["Server", "current", "load_app"]
+
+_current = None
+
+
+def current():
+    """The server running in this process; RuntimeError when there is none."""
+    if _current is None:
+        raise RuntimeError("no rulecast server runs in this process; start one with "
+                           "`rulecast serve --app module:app` to co-host your app")
+    return _current
+
+
+def load_app(spec):
+    """The WSGI app named ``module:attr``."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit("app: cannot import %r: %s" % (module_name, exc)) from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise SystemExit("app: module %r has no attribute %r" % (module_name, attr)) from None
+
+
+class Server:
+    """One worker's rulecast: everything a request or a connection needs."""
+
+    #: Seconds connections get to flush their close frames on shutdown.
+    stop_timeout = 5.0
+    #: Seconds between history prunes (age and per-channel limits).
+    prune_every = 600.0
+
+    def __init__(self, config):
+        self.config = config
+        self.hook = plugins.manager(config.plugins).hook
+        self.metrics = Metrics()
+        self.store = open_store(config.store, max_per_channel=config.history.max_per_channel,
+                                max_age=config.history.max_age)
+        self.hub = Hub(self.metrics)
+        self.bus = LocalBus(self.store, self.hub, self.hook, self.metrics)
+        self.policy = Policy(config, self.hook)
+        self.flask = api.create_app(self)
+        self.app = load_app(config.app) if config.app else self._demo()
+        self.hook.rulecast_configure(config=config, flask_app=self.flask)
+        self.ws_path = config.prefix + "/ws"
+        self.http = None
+        self.stopped = Event()
+
+    def _demo(self):
+        from rulecast import demo
+        return demo.create_app(self)
+
+    def wsgi(self, environ, start_response):
+        """The one WSGI entry: the WebSocket, rulecast's API, or the co-hosted app."""
+        path = environ["PATH_INFO"]
+        if path == self.ws_path and environ.get("wsgi.websocket") is not None:
+            Session(self, environ).run()
+            return []
+        if path.startswith(self.config.prefix + "/"):
+            return self.flask(environ, start_response)
+        return self.app(environ, start_response)
+
+    def start(self, listener=None):
+        """Listen (on ``listener``, a bound socket, or the config's address)."""
+        global _current
+        _current = self
+        config_module.activate(self.config)
+        self.bus.start()
+        self.http = GeventServer(listener or (self.config.host, self.config.port),
+                                 self.wsgi, self.config, self.ws_path)
+        self.http.start()
+        self._pruner = gevent.spawn(self._prune_loop)
+        host, port = self.http.address[:2]
+        log.info("listening on http://%s:%d/ (endpoints under %s)", host, port,
+                 self.config.prefix)
+
+    def serve_forever(self):
+        """Start, stop cleanly on SIGTERM or SIGINT, and return when stopped."""
+        self.start()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            gevent.signal_handler(signum, lambda: gevent.spawn(self.stop))
+        self.stopped.wait()
+
+    def stop(self):
+        """Stop accepting, tell every client 1001 and give them time to flush."""
+        global _current
+        if self.http is None or self.stopped.is_set():
+            return
+        log.info("stopping: closing %d connections", len(self.hub.connections))
+        self.http.close()  # stop accepting; open connections live on
+        self.hub.close_all(1001, "server going away")
+        self.http.stop(timeout=self.stop_timeout)
+        self._pruner.kill()
+        self.bus.stop()
+        self.store.close()
+        if _current is self:
+            _current = None
+        self.stopped.set()
+
+    def _prune_loop(self):
+        while True:
+            gevent.sleep(self.prune_every)
+            try:
+                self.store.prune()
+            except Exception:
+                log.exception("pruning history failed")

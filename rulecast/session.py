@@ -1,0 +1,259 @@
+"""A WebSocket session: the wire protocol's client frames and their answers."""
+import json
+import logging
+import time
+from urllib.parse import parse_qs
+
+import gevent
+
+from rulecast import calls
+from rulecast.bus import BusUnavailable
+from rulecast.channels import ANONYMOUS, ChannelError, parse as parse_channel
+from rulecast.connection import WebSocketConnection
+from rulecast.identity import from_token, identify
+from rulecast.message import dumps
+from rulecast.tokens import InvalidToken
+from rulecast.websocket import Close
+
+log = logging.getLogger("rulecast.session")
+
+
+class FrameError(Exception):
+    """A frame answered with an error frame; the connection stays open."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+def _since(value, where):
+    if value is None or value == "":
+        return None
+    try:
+        since = int(value)
+    except (TypeError, ValueError):
+        since = -1
+    if since < 0 or isinstance(value, bool):
+        raise FrameError("bad_request", "%s must be a message id (an integer >= 0), got %r"
+                         % (where, value))
+    return since
+
+
+class Session:
+    """Reads a client's frames and answers them, on the handler's greenlet."""
+
+    #: Seconds to wait for a first ``auth`` frame when the handshake carried no token.
+    auth_timeout = 1.0
+    #: Most ``call`` frames one client may have running at once.
+    max_calls = 4
+
+    def __init__(self, server, environ):
+        self.server = server
+        self.environ = environ
+        self.ws = environ["wsgi.websocket"]
+        self.conn = WebSocketConnection(server.hub, ANONYMOUS, server.config.limits.send_queue,
+                                        environ["rulecast.socket"])
+        self.ws.send = self.conn.send_bytes
+        self.rate = server.config.limits.client_rate
+        self.allowance = self.rate
+        self.checked = time.monotonic()
+        self.calls = 0
+        self.welcomed = False
+
+    def run(self):
+        try:
+            self._serve()
+        except Close as close:
+            self._fail(close.code, close.reason)
+        except Exception:
+            log.exception("session failed")
+            self._fail(1011, "internal error")
+        finally:
+            self.conn.close(1000)
+            self.conn.join(self.conn.close_timeout)
+
+    def _fail(self, code, reason):
+        self.server.metrics.client_errors.labels(str(code)).inc()
+        self.conn.close(code, reason)
+
+    def _serve(self):
+        server = self.server
+        try:
+            identity = identify(self.environ, server.config.secret, server.hook)
+        except InvalidToken as exc:
+            raise Close(1008, str(exc)) from None
+        if len(server.hub.connections) >= server.config.limits.max_connections:
+            raise Close(1013, "server overloaded: too many connections")
+        server.hub.add(self.conn)
+        first = None
+        if identity is not None:
+            self._welcome(identity)
+        else:
+            # No token at the handshake: a first auth frame may bring one. Anonymous
+            # clients that stay silent get their welcome after auth_timeout.
+            timer = gevent.spawn_later(self.auth_timeout, self._welcome, ANONYMOUS)
+            first = self.ws.receive()
+            timer.kill()
+            if first is None:
+                return
+            if self.conn.identity is ANONYMOUS and not self.welcomed:
+                identity = self._auth_frame(first)
+                self._welcome(identity or ANONYMOUS)
+                if identity is not None:
+                    first = None
+        since = parse_qs(self.environ.get("QUERY_STRING", "")).get("since")
+        if since:
+            self._handle(json.dumps({"type": "resume", "since": since[0]}))
+        text = first if first is not None else self.ws.receive()
+        while text is not None and not self.conn.closed:
+            self._handle(text)
+            text = self.ws.receive()
+
+    def _auth_frame(self, text):
+        """The identity an auth frame proves, None if ``text`` is not an auth frame."""
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(frame, dict) or frame.get("type") != "auth":
+            return None
+        return self._verify(frame.get("token"))
+
+    def _verify(self, token):
+        if not isinstance(token, str) or not token:
+            raise Close(1008, "auth needs a token string")
+        try:
+            return from_token(token, self.server.config.secret)
+        except InvalidToken as exc:
+            raise Close(1008, str(exc)) from None
+
+    def _welcome(self, identity):
+        hub, conn = self.server.hub, self.conn
+        for channel in tuple(conn.channels):
+            if channel.split(":", 1)[0] != "topic":
+                hub.unsubscribe(conn, channel)
+        conn.identity = identity
+        for channel in identity.channels:
+            hub.subscribe(conn, channel)
+        self.welcomed = True
+        conn.live_from = self.server.bus.last_id
+        conn.send({"type": "welcome", "user": identity.user,
+                   "channels": sorted(conn.channels), "last_id": conn.live_from})
+
+    # -- frames ------------------------------------------------------------------------
+
+    def _handle(self, text):
+        try:
+            if not self._allowed():
+                raise FrameError("rate_limited", "more than %g frames per second; slow down"
+                                 % self.rate)
+            try:
+                frame = json.loads(text)
+            except ValueError as exc:
+                raise FrameError("bad_request", "frame is not valid JSON: %s" % exc) from None
+            if not isinstance(frame, dict):
+                raise FrameError("bad_request", "frame must be a JSON object with a 'type'")
+            handler = self.HANDLERS.get(frame.get("type"))
+            if handler is None:
+                raise FrameError("bad_request", "unknown frame type %r; known: %s"
+                                 % (frame.get("type"), ", ".join(sorted(self.HANDLERS))))
+            handler(self, frame)
+        except FrameError as exc:
+            self.server.metrics.client_errors.labels(exc.code).inc()
+            self.conn.send({"type": "error", "code": exc.code, "message": str(exc)})
+
+    def _allowed(self):
+        if not self.rate:
+            return True
+        now = time.monotonic()
+        self.allowance = min(self.rate, self.allowance + (now - self.checked) * self.rate)
+        self.checked = now
+        if self.allowance < 1:
+            return False
+        self.allowance -= 1
+        return True
+
+    def _channel(self, frame):
+        channel = frame.get("channel")
+        try:
+            parse_channel(channel)
+        except ChannelError as exc:
+            raise FrameError("bad_request", str(exc)) from None
+        return channel
+
+    def on_subscribe(self, frame):
+        channel = self._channel(frame)
+        if not self.server.policy.may_subscribe(self.conn.identity, channel):
+            raise FrameError("forbidden", "not allowed to subscribe to %r" % channel)
+        since = _since(frame.get("since"), "since")
+        if since is None:
+            since = self.conn.cursor
+        fresh = channel not in self.conn.channels
+        self.server.hub.subscribe(self.conn, channel)
+        self.conn.send({"type": "subscribed", "channel": channel})
+        if fresh and since is not None:
+            # Its backlog since the client's cursor: never sent here, so never twice.
+            self.conn.resume(self.server.store, since, self.server.bus.last_id, [channel])
+
+    def on_unsubscribe(self, frame):
+        channel = self._channel(frame)
+        self.server.hub.unsubscribe(self.conn, channel)
+        self.conn.send({"type": "unsubscribed", "channel": channel})
+
+    def on_resume(self, frame):
+        since = _since(frame.get("since"), "since")
+        if since is None:
+            raise FrameError("bad_request", "resume needs 'since', the last message id seen")
+        conn = self.conn
+        # Everything after live_from comes live; an earlier resume covered (cursor, …].
+        upto = conn.live_from if conn.cursor is None else min(conn.live_from, conn.cursor)
+        conn.cursor = since if conn.cursor is None else min(conn.cursor, since)
+        if since < upto:
+            conn.resume(self.server.store, since, upto)
+
+    def on_ping(self, frame):
+        self.conn.send({"type": "pong"})
+
+    def on_auth(self, frame):
+        self._welcome(self._verify(frame.get("token")))
+
+    def on_publish(self, frame):
+        channel = self._channel(frame)
+        data = frame.get("data")
+        if not isinstance(data, dict):
+            raise FrameError("bad_request", "publish needs 'data', a JSON object")
+        if not self.server.policy.may_publish(self.conn.identity, channel):
+            raise FrameError("forbidden", "clients may not publish to %r; allowed: %s" % (
+                channel, ", ".join(self.server.config.client_publish) or "none (client_publish)"))
+        if len(dumps(data)) > self.server.config.limits.max_message_bytes:
+            raise FrameError("too_large", "data is larger than %d bytes"
+                             % self.server.config.limits.max_message_bytes)
+        try:
+            message = self.server.bus.publish(channel, data)
+        except BusUnavailable as exc:
+            raise FrameError("unavailable", "not published: %s; try again" % exc) from None
+        self.conn.send({"type": "published", "id": message.id})
+
+    def on_call(self, frame):
+        request = calls.parse(frame)
+        if isinstance(request, str):
+            raise FrameError("bad_request", request)
+        if self.calls >= self.max_calls:
+            raise FrameError("rate_limited", "more than %d calls running; wait for results"
+                             % self.max_calls)
+        self.calls += 1
+        gevent.spawn(self._call, request)
+
+    def _call(self, request):
+        try:
+            result = calls.run(self.server.wsgi, self.environ_base, request)
+        finally:
+            self.calls -= 1
+        self.conn.send(result)
+
+    @property
+    def environ_base(self):
+        return {k: v for k, v in self.environ.items() if k in calls.INHERITED}
+
+    HANDLERS = {"subscribe": on_subscribe, "unsubscribe": on_unsubscribe, "resume": on_resume,
+                "ping": on_ping, "auth": on_auth, "publish": on_publish, "call": on_call}

@@ -1,0 +1,40 @@
+"""A co-hosted Flask app for the tests: what `--app tests.apps:app` serves beside rulecast."""
+import socket
+
+from flask import Flask, jsonify, request
+
+import rulecast
+
+app = Flask(__name__)
+
+
+@app.get("/nodelay")
+def nodelay():
+    sock = request.environ["rulecast.socket"]
+    return jsonify(nodelay=sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+
+@app.get("/whoami")
+def whoami():
+    return jsonify(session=request.cookies.get("session"), method=request.method)
+
+
+@app.post("/echo")
+def echo():
+    return jsonify(got=request.get_json(), content_type=request.content_type)
+
+
+@app.get("/text")
+def text():
+    return "plain words", 200, {"Content-Type": "text/plain"}
+
+
+@app.get("/boom")
+def boom():
+    raise RuntimeError("the app failed")
+
+
+@app.post("/announce")
+def announce():
+    """Publishes in-process, as a co-hosted app does."""
+    return jsonify(id=rulecast.publish("topic:public-app", {"title": request.json["title"]}))

@@ -1,0 +1,274 @@
+"""rulecast.client and `rulecast listen` against a real server."""
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+
+from rulecast import client
+from rulecast.client import AuthError, ClientError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def wait_for(condition, timeout=10, what="condition"):
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.02)
+
+
+class Consumer(threading.Thread):
+    """Runs client.subscribe() in a thread until ``n`` messages came; records states.
+    While ``gate`` is clear, the client waits before each reconnect attempt."""
+
+    def __init__(self, url, n, **kw):
+        super().__init__(daemon=True)
+        self.url, self.n, self.kw = url, n, kw
+        self.frames = queue.Queue()
+        self.states = []
+        self.error = None
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def status(self, state, detail):
+        self.states.append(state)
+        if state == "reconnecting":
+            self.gate.wait(30)
+
+    def run(self):
+        messages = client.subscribe(self.url, on_status=self.status, **self.kw)
+        try:
+            for count, frame in enumerate(messages, 1):
+                self.frames.put(frame)
+                if count == self.n:
+                    break
+        except Exception as exc:
+            self.error = exc
+        finally:
+            messages.close()
+
+    def connected(self, times=1):
+        wait_for(lambda: self.states.count("connected") >= times, what="connected x%d" % times)
+        return self
+
+    def get(self, n=1):
+        return [self.frames.get(timeout=10) for _ in range(n)]
+
+
+def consume(url, n, **kw):
+    c = Consumer(url, n, **kw)
+    c.start()
+    return c.connected()
+
+
+def connections(server):
+    return requests.get(server.url + "/rulecast/healthz", timeout=5).json()["connections"]
+
+
+def test_publish_returns_id_a_subscriber_receives(server):
+    """publish() returns the new message's id, and a subscriber receives that message."""
+    ws = server.connect(server.token("pia"))
+    ws.recv_type("welcome")
+    mid = client.publish(server.url, "user:pia", {"n": 1}, server.api_key)
+    frame = ws.messages(1)[0]
+    ws.close()
+    assert (frame["id"], frame["channel"], frame["data"]) == (mid, "user:pia", {"n": 1})
+
+
+def test_publish_wrong_key_is_401(server):
+    """publish() with an unknown API key raises ClientError with status 401."""
+    with pytest.raises(ClientError) as info:
+        client.publish(server.url, "user:pia", {"n": 1}, "wrong-key")
+    assert info.value.status == 401
+    assert "authorization" in info.value.errors
+
+
+def test_publish_bad_channel_is_400_with_field_error(server):
+    """publish() to a malformed channel raises ClientError 400 naming the channel field."""
+    with pytest.raises(ClientError) as info:
+        client.publish(server.url, "nochannel", {"n": 1}, server.api_key)
+    assert info.value.status == 400
+    assert list(info.value.errors) == ["channel"]
+    assert "400" in str(info.value) and "channel" in str(info.value)
+
+
+def test_emit_wrong_key_is_401(server):
+    """emit() posts to the events endpoint with the key: a wrong key is a 401 ClientError."""
+    with pytest.raises(ClientError) as info:
+        client.emit(server.url, "comment.added", "wrong-key", data={"text": "hi"})
+    assert info.value.status == 401
+
+
+def test_subscribe_user_token_receives_user_channel(server):
+    """subscribe() with a user token yields the messages sent to user:<id>."""
+    c = consume(server.url, 1, token=server.token("uma"))
+    mid = server.publish("user:uma", {"hello": "uma"})
+    frame = c.get()[0]
+    assert (frame["id"], frame["channel"], frame["data"]) == (mid, "user:uma", {"hello": "uma"})
+    assert "time" in frame
+
+
+def test_subscribe_public_topic(server):
+    """subscribe(channels=[a public topic]) yields that topic's messages, anonymously."""
+    c = consume(server.url, 1, channels=["topic:public-x"])
+    mid = server.publish("topic:public-x", {"t": 1})
+    assert [(f["id"], f["channel"]) for f in c.get()] == [(mid, "topic:public-x")]
+
+
+def test_subscribe_forbidden_topic_raises(server):
+    """A topic the server refuses raises ClientError with the error frame's code."""
+    messages = client.subscribe(server.url, token=server.token("ivo"), channels=["topic:secret"])
+    with pytest.raises(ClientError) as info:
+        next(messages)
+    assert info.value.code == "forbidden"
+    assert "topic:secret" in str(info.value)
+
+
+def test_subscribe_since_replays_later_messages(server):
+    """subscribe(since=N) first yields the stored messages after N, not N itself."""
+    first = server.publish("user:sam", {"n": 1})
+    second = server.publish("user:sam", {"n": 2})
+    messages = client.subscribe(server.url, token=server.token("sam"), since=first)
+    try:
+        assert next(messages)["id"] == second
+    finally:
+        messages.close()
+
+
+def test_expired_token_raises_auth_error(server):
+    """An expired token ends subscribe() with AuthError instead of retrying."""
+    messages = client.subscribe(server.url, token=server.token("old", ttl=-1))
+    with pytest.raises(AuthError) as info:
+        next(messages)
+    assert info.value.code == 1008
+
+
+def test_close_closes_the_socket(make_server):
+    """Closing the generator closes its WebSocket on the server too."""
+    s = make_server()
+    mid = s.publish("user:cy", {"n": 1})
+    messages = client.subscribe(s.url, token=s.token("cy"), since=mid - 1)
+    assert next(messages)["id"] == mid
+    assert connections(s) == 1
+    messages.close()
+    wait_for(lambda: connections(s) == 0, what="no connections")
+
+
+def test_reconnect_resumes_every_id_once(make_server):
+    """After a server restart the client reconnects; every id arrives once, in order."""
+    s = make_server()
+    c = consume(s.url, 3, token=s.token("rea"))
+    ids = [s.publish("user:rea", {"n": 1})]
+    assert c.get()[0]["id"] == ids[0]
+    s.restart()
+    c.connected(2)
+    ids += [s.publish("user:rea", {"n": n}) for n in (2, 3)]
+    assert [f["id"] for f in c.get(2)] == ids[1:]
+    assert "disconnected" in c.states
+
+
+def test_messages_published_while_disconnected_are_delivered(make_server):
+    """Messages published before the client has reconnected come first, each once."""
+    s = make_server()
+    c = consume(s.url, 5, token=s.token("dee"))
+    ids = [s.publish("user:dee", {"n": 0})]
+    assert c.get()[0]["id"] == ids[0]
+    c.gate.clear()
+    s.restart()
+    ids += [s.publish("user:dee", {"n": n}) for n in (1, 2, 3)]
+    assert c.states.count("connected") == 1
+    c.gate.set()
+    c.connected(2)
+    ids.append(s.publish("user:dee", {"n": 4}))  # live: anything repeated would come first
+    assert [f["id"] for f in c.get(4)] == ids[1:]
+
+
+def test_topic_messages_published_while_disconnected_are_delivered(make_server):
+    """The resume after a reconnect covers extra topic channels too, not only user:<id>."""
+    s = make_server(public_topics=["public-*"])
+    c = consume(s.url, 3, token=s.token("tia"), channels=["topic:public-r"])
+    first = s.publish("topic:public-r", {"n": 0})
+    assert c.get()[0]["id"] == first
+    c.gate.clear()
+    s.restart()
+    ids = [s.publish("topic:public-r", {"n": 1}), s.publish("user:tia", {"n": 2})]
+    c.gate.set()
+    assert [f["id"] for f in c.get(2)] == ids
+
+
+def test_dead_connection_is_detected(make_server, monkeypatch):
+    """A server that stops answering pings counts as disconnected; the client comes back."""
+    monkeypatch.setattr(client, "PING_AFTER", 0.3)
+    monkeypatch.setattr(client, "DEAD_AFTER", 0.3)
+    s = make_server()
+    c = consume(s.url, 1, token=s.token("zed"))
+    os.kill(s.proc.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: "disconnected" in c.states, what="disconnected")
+    finally:
+        os.kill(s.proc.pid, signal.SIGCONT)
+    c.connected(2)
+    mid = s.publish("user:zed", {"n": 1})
+    assert c.get()[0]["id"] == mid
+
+
+def listen(server, *args):
+    proc = subprocess.Popen([sys.executable, "-m", "rulecast", "listen", server.url, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    lines = {"out": queue.Queue(), "err": queue.Queue()}
+    for name, stream in (("out", proc.stdout), ("err", proc.stderr)):
+        threading.Thread(target=lambda q=lines[name], f=stream: [q.put(l) for l in f],
+                         daemon=True).start()
+    return proc, lines
+
+
+def wait_line(lines, containing, timeout=10):
+    deadline = time.time() + timeout
+    while True:
+        line = lines.get(timeout=max(0.01, deadline - time.time()))
+        if containing in line:
+            return line
+
+
+def test_listen_prints_messages_as_json_lines(server):
+    """`rulecast listen` prints each message frame as one JSON line on stdout."""
+    proc, lines = listen(server, "--token", server.token("lea"))
+    try:
+        wait_line(lines["err"], "connected")
+        ids = [server.publish("user:lea", {"n": n}) for n in (1, 2)]
+        frames = [json.loads(lines["out"].get(timeout=10)) for _ in ids]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert [(f["id"], f["channel"], f["data"]) for f in frames] == [
+        (ids[0], "user:lea", {"n": 1}), (ids[1], "user:lea", {"n": 2})]
+
+
+def test_listen_exits_0_on_ctrl_c(server):
+    """Ctrl-C (SIGINT) ends `rulecast listen` with exit status 0."""
+    proc, lines = listen(server, "--token", server.token("lou"))
+    try:
+        wait_line(lines["err"], "connected")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+
+
+def test_listen_expired_token_exits_2(server):
+    """`rulecast listen` with an expired token says so on stderr and exits 2."""
+    proc, lines = listen(server, "--token", server.token("old", ttl=-1))
+    try:
+        assert proc.wait(10) == 2
+    finally:
+        proc.kill()
+    assert "expired" in wait_line(lines["err"], "token")
