@@ -2,6 +2,8 @@
 import base64
 import fnmatch
 import hashlib
+import logging
+import re
 import socket
 import struct
 from urllib.parse import urlsplit
@@ -12,6 +14,11 @@ from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Header, Stream, WebSocket as _WebSocket
 
 from rulecast.message import ws_frame
+
+access_log = logging.getLogger("rulecast.access")
+
+# Tokens in URLs (?token=) must never reach a log file.
+_TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s]*")
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -136,6 +143,14 @@ def origin_allowed(environ, allowed):
 
 class Handler(WebSocketHandler):
     """Upgrades only the server's WebSocket path, refusing foreign origins with 403."""
+
+    def log_request(self):
+        status = (self._orig_status or self.status or "000").split()[0]
+        duration = (self.time_finish - self.time_start) if self.time_finish else 0.0
+        access_log.info('%s "%s" %s %s %.4f', self.client_address[0] if isinstance(
+            self.client_address, tuple) else self.client_address,
+            _TOKEN_IN_URL.sub(r"\1[redacted]", self.requestline or ""), status,
+            self.response_length or "-", duration)
 
     def get_environ(self):
         env = super().get_environ()

@@ -182,3 +182,17 @@ def test_old_protocol_versions_refused(server, version):
                   "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                   "Sec-WebSocket-Version: %s\r\n\r\n" % (key, version)).encode())
     assert b" 426 " in sock.recv(4096).split(b"\r\n")[0]
+
+
+def test_token_in_url_never_logged(make_server):
+    """The access log redacts ?token= values."""
+    s = make_server()
+    token = s.token("secretive")
+    c = s.connect(query="token=" + token)
+    c.recv_type("welcome")
+    c.close()
+    requests.get(s.url + "/rulecast/healthz", params={"token": token})
+    s.stop()
+    log = s.output()
+    assert "token=[redacted]" in log
+    assert token not in log

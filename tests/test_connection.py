@@ -1,0 +1,107 @@
+"""Connections: bounded queues, batching writer, resume without gaps or duplicates."""
+import json
+import socket
+
+import gevent
+import pytest
+from gevent import socket as gsocket
+
+from rulecast.channels import Identity
+from rulecast.connection import WebSocketConnection
+from rulecast.hub import Hub
+from rulecast.message import Message
+from rulecast.metrics import Metrics
+from rulecast.store.sqlite import SQLiteStore
+
+
+@pytest.fixture
+def pair():
+    a, b = gsocket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def frames(data):
+    """Decode unmasked server frames into (opcode, payload) pairs."""
+    out = []
+    while data:
+        n, off = data[1] & 0x7F, 2
+        if n == 126:
+            n, off = int.from_bytes(data[2:4], "big"), 4
+        out.append((data[0] & 0x0F, data[off:off + n]))
+        data = data[off + n:]
+    return out
+
+
+def read_all(sock, until_close=True):
+    buf = b""
+    sock.settimeout(2)
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return buf
+        if not chunk:
+            return buf
+        buf += chunk
+        if until_close and frames(buf) and frames(buf)[-1][0] == 0x8:
+            return buf
+
+
+def test_overflow_closes_1013_and_drops_queue(pair):
+    """Past `limit` queued frames the connection closes with 1013 and holds no backlog."""
+    server_side, client_side = pair
+    metrics = Metrics()
+    hub = Hub(metrics)
+    conn = WebSocketConnection(hub, Identity("u"), 5, server_side)
+    hub.add(conn)
+    hub.subscribe(conn, "user:u")
+    for i in range(1, 20):  # no yield: the writer cannot drain meanwhile
+        hub.deliver(Message(i, "user:u", "t", {}))
+    assert conn.closed and len(conn.queue) == 1  # just the close frame
+    got = frames(read_all(client_side))
+    assert got[-1] == (0x8, (1013).to_bytes(2, "big") + got[-1][1][2:])
+    assert conn not in hub.connections
+
+
+def test_writer_batches_queued_frames_in_order(pair):
+    """Frames queued together are written in order, in one batch."""
+    server_side, client_side = pair
+    hub = Hub(Metrics())
+    conn = WebSocketConnection(hub, Identity("u"), 100, server_side)
+    hub.add(conn)
+    hub.subscribe(conn, "user:u")
+    for i in range(1, 11):
+        hub.deliver(Message(i, "user:u", "t", {"n": i}))
+    conn.close(1000)
+    got = frames(read_all(client_side))
+    ids = [json.loads(p)["id"] for op, p in got if op == 0x1]
+    assert ids == list(range(1, 11))
+
+
+def test_resume_holds_live_messages_until_replay_done(pair, tmp_path):
+    """Messages delivered live during a replay come after it, with no duplicates."""
+    server_side, client_side = pair
+    store = SQLiteStore(str(tmp_path / "s.db"))
+    for n in range(450):
+        store.append("user:u", {"n": n})
+    hub = Hub(Metrics())
+    conn = WebSocketConnection(hub, Identity("u"), 1000, server_side)
+    hub.add(conn)
+    hub.subscribe(conn, "user:u")
+    live = []
+
+    def publish_live():
+        for _ in range(3):
+            m = store.append("user:u", {"live": True})
+            live.append(m.id)
+            hub.deliver(m)
+            gevent.sleep(0)
+
+    gevent.spawn(publish_live)
+    conn.resume(store, 0, 450)
+    gevent.sleep(0.05)
+    conn.close(1000)
+    ids = [json.loads(p)["id"] for op, p in frames(read_all(client_side)) if op == 0x1]
+    assert ids == list(range(1, 451)) + live
