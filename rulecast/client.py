@@ -58,7 +58,7 @@ def _post(url, api_key, body, timeout):
         errors = r.json()["errors"]
     except (ValueError, KeyError, TypeError):
         # Not rulecast's JSON: a proxy's error page, say; keep its start for the message.
-        errors = {"_": [r.text[:200] or r.reason]}
+        errors = {"_": [" ".join(r.text.split())[:200] or r.reason]}
     if not isinstance(errors, dict):
         errors = {"_": [errors]}
     text = "; ".join("%s: %s" % (field, " ".join(map(str, problems))
@@ -123,14 +123,14 @@ def _frames(ws):
     while True:
         silent = time.monotonic() - heard
         limit = PING_AFTER + DEAD_AFTER if pinged else PING_AFTER
-        if silent >= limit:
-            if pinged:
-                raise _Lost("no answer for %.0f s" % silent)
-            ws.send('{"type":"ping"}')
-            pinged = True
-            continue
-        ws.settimeout(limit - silent)
+        if silent >= limit and pinged:
+            raise _Lost("no answer for %.0f s" % silent)
         try:
+            if silent >= limit:
+                ws.send('{"type":"ping"}')
+                pinged = True
+                continue
+            ws.settimeout(limit - silent)
             opcode, frame = ws.recv_data_frame(control_frame=True)
         except websocket.WebSocketTimeoutException:
             continue
@@ -189,7 +189,7 @@ def subscribe(url, token=None, channels=(), since=None, prefix="/rulecast", max_
                         channel = pending.popleft()
                         message = "subscribe %s: %s: %s" % (
                             channel, frame.get("code"), frame.get("message"))
-                        if False:
+                        if frame.get("code") in ("forbidden", "bad_request"):
                             raise ClientError(message, errors={"channel": [message]},
                                               code=frame.get("code"))
                         raise _Lost(message)
@@ -224,7 +224,7 @@ def listen_command(args):
             sys.stdout.write(json.dumps(frame, separators=(",", ":")) + "\n")
             sys.stdout.flush()
     except KeyboardInterrupt:
-        raise
+        return 0
     except AuthError as exc:
         print("rulecast listen: %s" % exc, file=sys.stderr)
         return 2

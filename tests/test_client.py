@@ -63,6 +63,23 @@ class Consumer(threading.Thread):
         return [self.frames.get(timeout=10) for _ in range(n)]
 
 
+def next_within(messages, timeout=10):
+    """next(messages), but failing after ``timeout`` instead of hanging."""
+    result = queue.Queue()
+
+    def run():
+        try:
+            result.put((True, next(messages)))
+        except BaseException as exc:
+            result.put((False, exc))
+
+    threading.Thread(target=run, daemon=True).start()
+    ok, value = result.get(timeout=timeout)
+    if not ok:
+        raise value
+    return value
+
+
 def consume(url, n, **kw):
     c = Consumer(url, n, **kw)
     c.start()
@@ -127,7 +144,7 @@ def test_subscribe_forbidden_topic_raises(server):
     """A topic the server refuses raises ClientError with the error frame's code."""
     messages = client.subscribe(server.url, token=server.token("ivo"), channels=["topic:secret"])
     with pytest.raises(ClientError) as info:
-        next(messages)
+        next_within(messages)
     assert info.value.code == "forbidden"
     assert "topic:secret" in str(info.value)
 
@@ -138,17 +155,20 @@ def test_subscribe_since_replays_later_messages(server):
     second = server.publish("user:sam", {"n": 2})
     messages = client.subscribe(server.url, token=server.token("sam"), since=first)
     try:
-        assert next(messages)["id"] == second
+        assert next_within(messages)["id"] == second
     finally:
         messages.close()
 
 
 def test_expired_token_raises_auth_error(server):
     """An expired token ends subscribe() with AuthError instead of retrying."""
-    messages = client.subscribe(server.url, token=server.token("old", ttl=-1))
+    states = []
+    messages = client.subscribe(server.url, token=server.token("old", ttl=-1),
+                                on_status=lambda state, detail: states.append(state))
     with pytest.raises(AuthError) as info:
-        next(messages)
+        next_within(messages)
     assert info.value.code == 1008
+    assert states == []
 
 
 def test_close_closes_the_socket(make_server):
@@ -156,7 +176,7 @@ def test_close_closes_the_socket(make_server):
     s = make_server()
     mid = s.publish("user:cy", {"n": 1})
     messages = client.subscribe(s.url, token=s.token("cy"), since=mid - 1)
-    assert next(messages)["id"] == mid
+    assert next_within(messages)["id"] == mid
     assert connections(s) == 1
     messages.close()
     wait_for(lambda: connections(s) == 0, what="no connections")

@@ -104,3 +104,13 @@ def test_sse_heartbeat_comment(server):
     # A heartbeat is due within 15 s of silence.
     event = s.next_event()
     assert event.get("comments") == [": heartbeat"]
+
+
+def test_sse_stream_ends_on_graceful_stop(make_server):
+    """SIGTERM ends open event streams and the server exits 0."""
+    s = make_server()
+    stream = Stream(open_stream(s, s.token("zed")))
+    assert stream.next_event() == {"retry": "2000"}
+    s.proc.terminate()
+    list(stream.lines)  # returns only when the server ends the stream (else: read timeout)
+    assert s.proc.wait(10) == 0
