@@ -34,13 +34,14 @@ class Connection:
         self.queue = deque()
         self.wakeup = Event()
         self.closed = False
-        #: The largest message id queued: later duplicates (resume + live) are skipped.
+        #: The largest live message id queued: a repeat from the bus is skipped.
         self.last_id = 0
         #: Where the client said it stopped (``since``): channels it subscribes to later
         #: get their backlog from here too.
         self.cursor = None
-        #: The last id before this connection went live (its welcome's ``last_id``).
-        self.live_from = 0
+        #: Per channel, the largest id that may not have been sent here: the last id
+        #: before the channel went live, lowered as resumes send what lies below.
+        self.unsent = {}
         # While a resume replays history, live messages wait here.
         self._held = None
 
@@ -58,25 +59,35 @@ class Connection:
         """Queue a protocol frame (a dict with a ``type``) for this client."""
         self._enqueue(self.encode_frame(frame))
 
-    def resume(self, store, since, upto, channels=None):
-        """Send the stored messages with ``since`` < id <= ``upto`` on ``channels`` (default:
-        all of this connection's), oldest first, then go on live: whatever the hub
-        delivers meanwhile waits, so nothing is missed and nothing comes twice."""
-        channels = list(self.channels if channels is None else channels)
+    def live_after(self, channel, last_id):
+        """Note that ``channel`` went live here after message ``last_id``."""
+        self.unsent[channel] = last_id
+
+    def resume(self, store, since, channels=None):
+        """Send the stored messages after ``since`` on ``channels`` (default: all of this
+        connection's) that it has not sent, in id order, then go on live: whatever
+        the hub delivers meanwhile waits, so nothing is missed and nothing comes twice."""
+        unsent = self.unsent
+        channels = [c for c in (self.channels if channels is None else channels)
+                    if unsent.get(c, 0) > since]
+        if not channels:
+            return
+        upto = max(unsent[c] for c in channels)
         self._held = []
         try:
             after = since
             while not self.closed:
                 page = store.since(after, channels, REPLAY_PAGE)
                 for message in page:
-                    if message.id <= upto:
+                    if message.id <= unsent[message.channel]:
                         self.queue.append(self.encode(message))
                 self.wakeup.set()
                 if len(page) < REPLAY_PAGE or page[-1].id >= upto:
                     break
                 after = page[-1].id
                 self._wait_drained()
-            self.last_id = max(self.last_id, upto)
+            for channel in channels:  # (since, unsent] is sent now
+                unsent[channel] = since
         finally:
             held, self._held = self._held, None
         for message in held:

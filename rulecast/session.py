@@ -133,12 +133,13 @@ class Session:
             if channel.split(":", 1)[0] != "topic":
                 hub.unsubscribe(conn, channel)
         conn.identity = identity
+        last_id = self.server.bus.last_id
         for channel in identity.channels:
             hub.subscribe(conn, channel)
+            conn.live_after(channel, last_id)
         self.welcomed = True
-        conn.live_from = self.server.bus.last_id
         conn.send({"type": "welcome", "user": identity.user,
-                   "channels": sorted(conn.channels), "last_id": conn.live_from})
+                   "channels": sorted(conn.channels), "last_id": last_id})
 
     # -- frames ------------------------------------------------------------------------
 
@@ -188,12 +189,12 @@ class Session:
         since = _since(frame.get("since"), "since")
         if since is None:
             since = self.conn.cursor
-        fresh = channel not in self.conn.channels
-        self.server.hub.subscribe(self.conn, channel)
+        if channel not in self.conn.channels:
+            self.server.hub.subscribe(self.conn, channel)
+            self.conn.live_after(channel, self.server.bus.last_id)
         self.conn.send({"type": "subscribed", "channel": channel})
-        if fresh and since is not None:
-            # Its backlog since the client's cursor: never sent here, so never twice.
-            self.conn.resume(self.server.store, since, self.server.bus.last_id, [channel])
+        if since is not None:
+            self.conn.resume(self.server.store, since, [channel])
 
     def on_unsubscribe(self, frame):
         channel = self._channel(frame)
@@ -205,11 +206,8 @@ class Session:
         if since is None:
             raise FrameError("bad_request", "resume needs 'since', the last message id seen")
         conn = self.conn
-        # Everything after live_from comes live; an earlier resume covered (cursor, …].
-        upto = conn.live_from if conn.cursor is None else min(conn.live_from, conn.cursor)
         conn.cursor = since if conn.cursor is None else min(conn.cursor, since)
-        if since < upto:
-            conn.resume(self.server.store, since, upto)
+        conn.resume(self.server.store, since)
 
     def on_ping(self, frame):
         self.conn.send({"type": "pong"})

@@ -54,11 +54,12 @@ def stream(server, environ):
         raise Refused(503, {"_": ["server overloaded: too many connections"]})
     conn = StreamConnection(server.hub, identity, server.config.limits.send_queue, environ)
     server.hub.add(conn)
+    last_id = server.bus.last_id
     for channel in channels:
         server.hub.subscribe(conn, channel)
-    conn.live_from = server.bus.last_id
+        conn.live_after(channel, last_id)
     conn.send({"type": "welcome", "user": identity.user, "channels": sorted(conn.channels),
-               "last_id": conn.live_from})
-    if since is not None and since < conn.live_from:
-        conn.resume(server.store, since, conn.live_from)
+               "last_id": last_id})
+    if since is not None:
+        conn.resume(server.store, since)
     return conn.stream()

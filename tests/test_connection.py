@@ -100,8 +100,28 @@ def test_resume_holds_live_messages_until_replay_done(pair, tmp_path):
             gevent.sleep(0)
 
     gevent.spawn(publish_live)
-    conn.resume(store, 0, 450)
+    conn.live_after("user:u", 450)
+    conn.resume(store, 0)
     gevent.sleep(0.05)
     conn.close(1000)
     ids = [json.loads(p)["id"] for op, p in frames(read_all(client_side)) if op == 0x1]
     assert ids == list(range(1, 451)) + live
+
+
+def test_repeated_resume_sends_nothing_twice(pair, tmp_path):
+    """A second resume from an earlier id sends only what the first did not."""
+    server_side, client_side = pair
+    store = SQLiteStore(str(tmp_path / "s.db"))
+    for n in range(10):
+        store.append("user:u", {"n": n})
+    hub = Hub(Metrics())
+    conn = WebSocketConnection(hub, Identity("u"), 1000, server_side)
+    hub.add(conn)
+    hub.subscribe(conn, "user:u")
+    conn.live_after("user:u", 10)
+    conn.resume(store, 6)
+    conn.resume(store, 3)
+    conn.resume(store, 5)
+    conn.close(1000)
+    ids = [json.loads(p)["id"] for op, p in frames(read_all(client_side)) if op == 0x1]
+    assert ids == [7, 8, 9, 10, 4, 5, 6]

@@ -145,6 +145,29 @@ def test_resume_frame(server):
     assert [m["id"] for m in c.messages(2)] == ids[1:]
 
 
+def test_resume_covers_topic_subscribed_after_welcome(server):
+    """subscribe then resume: a topic message sent between welcome and subscribe arrives."""
+    c = server.connect(token=server.token("ida"))
+    since = c.recv_type("welcome")["last_id"]
+    gap = server.publish("topic:public-gap", {"n": 1})
+    c.send({"type": "subscribe", "channel": "topic:public-gap"})
+    c.recv_type("subscribed")
+    c.send({"type": "resume", "since": since})
+    assert c.recv_type("message")["id"] == gap
+
+
+def test_since_gives_later_subscriptions_their_backlog(server):
+    """With ?since=, a topic subscribed after connecting gets its messages since then."""
+    since = server.publish("topic:public-back", {"n": 0})
+    missed = [server.publish("topic:public-back", {"n": n}) for n in (1, 2)]
+    c = server.connect(token=server.token("jan"), query="since=%d" % since)
+    c.recv_type("welcome")
+    c.send({"type": "subscribe", "channel": "topic:public-back"})
+    c.recv_type("subscribed")
+    live = server.publish("topic:public-back", {"n": 3})
+    assert [m["id"] for m in c.messages(3)] == missed + [live]
+
+
 def test_resume_across_restart(make_server):
     """History survives a restart: a client resumes with since and misses nothing."""
     s = make_server()
