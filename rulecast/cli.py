@@ -20,6 +20,7 @@ def cmd_serve(args):
     """Run the server."""
     from gevent import monkey
     monkey.patch_all()
+    from rulecast.plugins import PluginError
     from rulecast.server import Server
     cfg = _load_config(args, listen=args.listen, workers=args.workers, app=args.app)
     log = logging.getLogger("rulecast")
@@ -27,7 +28,11 @@ def cmd_serve(args):
         log.warning("workers: %d asked; this version runs one worker process", cfg.workers)
     if cfg.api_key_file:
         log.info("API key for the HTTP API is in %s", cfg.api_key_file)
-    Server(cfg).serve_forever()
+    try:
+        server = Server(cfg)
+    except PluginError as exc:
+        sys.exit("rulecast: %s" % exc)
+    server.serve_forever()
     return 0
 
 
