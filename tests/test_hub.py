@@ -1,5 +1,4 @@
 """The hub fans a message out to its channel's connections, sharing one encoding."""
-from rulecast.channels import Identity
 from rulecast.hub import Hub
 from rulecast.message import Message
 from rulecast.metrics import Metrics

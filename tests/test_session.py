@@ -1,8 +1,6 @@
 """The WebSocket wire protocol against a real server: every client frame and its answer."""
-import json
 import socket
 import threading
-import time
 
 import requests
 

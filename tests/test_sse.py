@@ -1,7 +1,6 @@
 """Server-sent events against a real server, read with a real streaming HTTP client."""
 import json
 
-import pytest
 import requests
 
 

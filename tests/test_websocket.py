@@ -7,7 +7,6 @@ import struct
 
 import pytest
 import requests
-import websocket
 
 
 def raw_handshake(server, path="/rulecast/ws", origin=None, extra=""):
