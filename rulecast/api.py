@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException
 from rulecast import sse
 from rulecast.bus import BusUnavailable
 from rulecast.channels import ChannelError, parse as parse_channel
+from rulecast.events import load_events
 from rulecast.identity import from_token, token_of
 from rulecast.tokens import InvalidToken
 
@@ -105,7 +106,23 @@ def publish():
 @bp.post("/api/events")
 def events():
     require_api_key()
-    raise ApiError(501, {"_": ["the rule engine is not part of this version yet"]})
+    try:
+        batch = load_events(_json_body())
+    except ValidationError as exc:
+        raise ApiError(400, exc.messages) from None
+    try:
+        matched, ids = _server().engine.process(batch)
+    except BusUnavailable as exc:
+        raise ApiError(503, {"_": ["not accepted: %s; try again" % exc]}) from None
+    return jsonify(matched=matched, messages=ids), 202
+
+
+@bp.get("/api/rules")
+def rules():
+    require_api_key()
+    server = _server()
+    return jsonify(rules=[r.as_dict() for r in server.engine.ruleset.rules],
+                   problems=[str(p) for p in server.engine.ruleset.problems])
 
 
 @bp.get("/api/notifications")

@@ -1,4 +1,4 @@
-"""The `rulecast` command: serve, token, listen."""
+"""The `rulecast` command: serve, token, listen, check, explain, reload."""
 import argparse
 import logging
 import sys
@@ -58,6 +58,93 @@ def cmd_listen(args):
     return client.listen_command(args)
 
 
+def _ruleset(args, paths):
+    from rulecast.engine import load_rules
+    from rulecast.plugins import PluginError, manager
+    cfg = _load_config(args)
+    try:
+        hook = manager(cfg.plugins).hook
+    except PluginError as exc:
+        sys.exit("rulecast: %s" % exc)
+    return load_rules(paths or cfg.rules, hook), paths or cfg.rules
+
+
+def cmd_check(args):
+    """Check rule files; print each problem as file:line: rule NAME: where: what."""
+    ruleset, paths = _ruleset(args, args.paths)
+    for problem in ruleset.problems:
+        print(problem)
+    if ruleset.problems:
+        print("%d problems; %d rules are fine" % (len(ruleset.problems), len(ruleset.rules)),
+              file=sys.stderr)
+        return 1
+    print("%d rules OK in %s" % (len(ruleset.rules), ", ".join(paths)))
+    return 0
+
+
+def cmd_explain(args):
+    """Show how each rule treats an event, and what it would send; sends nothing."""
+    import json
+    from marshmallow import ValidationError
+    from rulecast.engine import explain
+    from rulecast.events import load_events
+    try:
+        with (sys.stdin if args.event == "-" else open(args.event, encoding="utf-8")) as f:
+            events = load_events(json.load(f))
+    except (OSError, ValueError) as exc:
+        sys.exit("rulecast explain: cannot read %s: %s" % (args.event, exc))
+    except ValidationError as exc:
+        sys.exit("rulecast explain: not an event: %s" % json.dumps(exc.messages))
+    ruleset, _ = _ruleset(args, args.rules)
+    for problem in ruleset.problems:
+        print("(skipped) %s" % problem, file=sys.stderr)
+    for event in events:
+        report = explain(ruleset, event)
+        if args.json:
+            print(json.dumps({"event": event.as_dict(), "rules": report}, indent=2))
+            continue
+        print("event %s" % event.type)
+        for entry in report:
+            _print_entry(entry)
+    return 0
+
+
+def _print_entry(entry):
+    import json
+    if not entry["wants"]:
+        print("  rule %s (%s): not for this event type" % (entry["rule"], entry["at"]))
+        return
+    print("  rule %s (%s): %s" % (entry["rule"], entry["at"],
+                                 "MATCHED" if entry["matched"] else "no match"))
+    for c in entry["conditions"]:
+        print("    %s %s (line %s)%s" % ("held  " if c["held"] else "FAILED", c["condition"],
+                                      c["line"], ": " + c["why"] if c["why"] else ""))
+    for m in entry.get("messages", ()):
+        print("    would send to %s: %s" % (m["channel"], json.dumps(m["data"])))
+    for w in entry.get("webhooks", ()):
+        print("    would %s %s" % (w["method"], w["url"]))
+    for line in entry.get("logs", ()):
+        print("    would log %s" % line)
+    for error in entry.get("errors", ()):
+        print("    action FAILED %s" % error)
+
+
+def cmd_reload(args):
+    """Ask the running server to re-read its rules (SIGHUP)."""
+    import os
+    import signal
+    cfg = _load_config(args)
+    pid_file = os.path.join(cfg.var_dir, "rulecast.pid")
+    try:
+        with open(pid_file) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as exc:
+        sys.exit("rulecast reload: no running server found through %s: %s" % (pid_file, exc))
+    print("asked rulecast (pid %d) to reload its rules; its log says how it went" % pid)
+    return 0
+
+
 def parser():
     p = argparse.ArgumentParser(prog="rulecast", description="Live, rule-driven "
                                 "notifications for Python web applications.")
@@ -94,6 +181,16 @@ def parser():
                     help="also subscribe to this topic channel")
     lp.add_argument("--since", type=int, metavar="ID", help="replay messages after ID first")
     lp.add_argument("--prefix", default="/rulecast", help="the server's prefix")
+    c = with_config(command("check", cmd_check, cmd_check.__doc__))
+    c.add_argument("paths", nargs="*", metavar="PATH",
+                   help="rule files or folders (default: the config's rules)")
+
+    e = with_config(command("explain", cmd_explain, cmd_explain.__doc__))
+    e.add_argument("event", metavar="EVENT.json", help="the event as JSON ('-': stdin)")
+    e.add_argument("--rules", nargs="+", metavar="PATH", help="rule files or folders")
+    e.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    with_config(command("reload", cmd_reload, cmd_reload.__doc__))
     return p
 
 

@@ -10,8 +10,11 @@ def rulecast_add_conditions(registry):
     """Register rule conditions.
 
     Call ``registry.add(name, schema, factory)`` for each: ``schema`` is a marshmallow
-    schema for the condition's options, ``factory(options)`` returns a checker
-    ``check(event) -> bool`` built once when the rules load.
+    Schema (options as a mapping) or Field (any shape) for the condition's options;
+    ``factory(options, compiler)`` returns a checker ``check(event) -> bool``, built
+    once when the rules load. ``compiler`` compiles templates, expressions and nested
+    conditions (:class:`rulecast.registry.Compiler`). A checker may carry
+    ``check.explain(event) -> str`` naming the value it tested, for `rulecast explain`.
     """
 
 
@@ -19,8 +22,11 @@ def rulecast_add_conditions(registry):
 def rulecast_add_actions(registry):
     """Register rule actions.
 
-    Call ``registry.add(name, schema, factory)`` for each: ``factory(options)``
-    returns ``run(event, context)`` built once when the rules load.
+    Call ``registry.add(name, schema, factory)`` for each: ``factory(options, compiler)``
+    returns ``run(event, context)``, built once when the rules load. ``context`` has
+    ``rule`` (the rule's name), ``publish(channel, data)``, ``webhook(request)`` and
+    ``log(level, text)``; an exception from ``run`` is logged with the rule's name and
+    does not stop the other actions.
     """
 
 

@@ -25,6 +25,16 @@ class Metrics:
             "rulecast_client_errors", "Error frames and close codes sent to clients.",
             ["code"], registry=r)
 
+        self.events = Counter(
+            "rulecast_events_received", "Events accepted from the API or emit().", registry=r)
+        self.rule_hits = Counter(
+            "rulecast_rule_hits", "Events a rule matched.", ["rule"], registry=r)
+        self.rule_failures = Counter(
+            "rulecast_rule_failures", "Failing conditions and actions, per rule.", ["rule"],
+            registry=r)
+        self.rule_reloads = Counter(
+            "rulecast_rule_reloads", "Rule reloads, by outcome.", ["outcome"], registry=r)
+
     def render(self):
         """The Prometheus text exposition."""
         return generate_latest(self.registry)

@@ -11,7 +11,7 @@ __all__ = ["PluginError", "manager"]
 ENTRY_POINT_GROUP = "rulecast"
 
 #: rulecast's own plugin modules, registered exactly like an add-on.
-BUILTINS = ()
+BUILTINS = ("rulecast.conditions", "rulecast.actions")
 
 
 class PluginError(Exception):

@@ -1,6 +1,7 @@
 """The server: store, hub, bus and endpoints wired together behind one gevent listener."""
 import importlib
 import logging
+import os
 import signal
 
 import gevent
@@ -9,10 +10,13 @@ from gevent.event import Event
 from rulecast import api, config as config_module, plugins
 from rulecast.bus import LocalBus
 from rulecast.channels import Policy
+from rulecast.engine import Engine, load_rules
 from rulecast.hub import Hub
+from rulecast.inprocess import deferring
 from rulecast.metrics import Metrics
 from rulecast.session import Session
 from rulecast.store import open_store
+from rulecast.webhooks import Sender
 from rulecast.websocket import GeventServer
 
 log = logging.getLogger("rulecast.server")
@@ -60,8 +64,15 @@ class Server:
         self.hub = Hub(self.metrics)
         self.bus = LocalBus(self.store, self.hub, self.hook, self.metrics)
         self.policy = Policy(config, self.hook)
+        ruleset = load_rules(config.rules, self.hook)
+        for problem in ruleset.problems:
+            log.error("rule skipped: %s", problem)
+        log.info("%d rules loaded from %s", len(ruleset.rules), ", ".join(config.rules))
+        self.engine = Engine(ruleset, self.bus, self.hook, self.metrics,
+                             Sender(self.metrics.registry))
         self.flask = api.create_app(self)
-        self.app = load_app(config.app) if config.app else self._demo()
+        app = load_app(config.app) if config.app else self._demo()
+        self.app = deferring(app, lambda: self.engine)
         self.hook.rulecast_configure(config=config, flask_app=self.flask)
         self.ws_path = config.prefix + "/ws"
         self.http = None
@@ -80,6 +91,26 @@ class Server:
         if path.startswith(self.config.prefix + "/"):
             return self.flask(environ, start_response)
         return self.app(environ, start_response)
+
+    def reload_rules(self):
+        """Re-read the rules; with any problem the running set stays. Connections stay."""
+        ruleset = load_rules(self.config.rules, self.hook)
+        if ruleset.problems:
+            for problem in ruleset.problems:
+                log.error("reload refused: %s", problem)
+            log.error("rules not reloaded: %d problems; the %d running rules stay",
+                      len(ruleset.problems), len(self.engine.ruleset.rules))
+            self.metrics.rule_reloads.labels("refused").inc()
+            return False
+        self.engine.ruleset = ruleset
+        self.metrics.rule_reloads.labels("done").inc()
+        log.info("rules reloaded: %d rules", len(ruleset.rules))
+        return True
+
+    @property
+    def pid_file(self):
+        """Where `rulecast reload` finds this server."""
+        return os.path.join(self.config.var_dir, "rulecast.pid")
 
     def start(self, listener=None):
         """Listen (on ``listener``, a bound socket, or the config's address)."""
@@ -100,7 +131,15 @@ class Server:
         self.start()
         for signum in (signal.SIGTERM, signal.SIGINT):
             gevent.signal_handler(signum, lambda: gevent.spawn(self.stop))
-        self.stopped.wait()
+        gevent.signal_handler(signal.SIGHUP, lambda: gevent.spawn(self.reload_rules))
+        os.makedirs(self.config.var_dir, exist_ok=True)
+        with open(self.pid_file, "w") as f:
+            f.write("%d\n" % os.getpid())
+        try:
+            self.stopped.wait()
+        finally:
+            if os.path.exists(self.pid_file):
+                os.unlink(self.pid_file)
 
     def stop(self):
         """Stop accepting, tell every client 1001 and give them time to flush."""
@@ -111,6 +150,7 @@ class Server:
         self.http.close()  # stop accepting; open connections live on
         self.hub.close_all(1001, "server going away")
         self.http.stop(timeout=self.stop_timeout)
+        self.engine.sender.join(self.stop_timeout)
         self._pruner.kill()
         self.bus.stop()
         self.store.close()

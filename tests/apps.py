@@ -38,3 +38,16 @@ def boom():
 def announce():
     """Publishes in-process, as a co-hosted app does."""
     return jsonify(id=rulecast.publish("topic:public-app", {"title": request.json["title"]}))
+
+
+@app.post("/emit")
+def emit_view():
+    """Emits an event, then answers as asked: a status, or an exception."""
+    body = request.json
+    try:
+        rulecast.emit(body["type"], actor={"id": "tester"})
+    except ValueError as exc:
+        return jsonify(error=str(exc)), 400
+    if body.get("raise"):
+        raise RuntimeError("the view failed after emitting")
+    return jsonify(ok=True), body.get("status", 200)

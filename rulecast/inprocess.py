@@ -1,0 +1,90 @@
+"""The API for an app co-hosted in the server: emit and publish, deferred to success."""
+import contextvars
+import logging
+
+from marshmallow import ValidationError
+
+from rulecast.channels import parse as parse_channel
+from rulecast.events import load_events
+
+log = logging.getLogger("rulecast.emit")
+
+__all__ = ["emit", "publish", "deferring"]
+
+# The events a request emitted, sent when its response succeeded; None outside one.
+_pending = contextvars.ContextVar("rulecast_pending_events", default=None)
+
+
+def _server():
+    from rulecast.server import current
+    return current()
+
+
+def emit(type, actor=None, object=None, data=None, id=None, time=None):
+    """Report an event to the rules. Inside a request of the co-hosted app it goes out
+    only after the response was sent with a status below 400, and is dropped otherwise;
+    outside a request at once. Raises ValueError naming bad fields."""
+    event = {"type": type, "actor": actor or {}, "object": object or {}, "data": data or {}}
+    if id is not None:
+        event["id"] = id
+    if time is not None:
+        event["time"] = time
+    try:
+        events = load_events(event)
+    except ValidationError as exc:
+        raise ValueError("rulecast.emit: %s" % exc.messages) from None
+    pending = _pending.get()
+    if pending is not None:
+        pending.extend(events)
+        return None
+    return _server().engine.process(events)
+
+
+def publish(channel, data):
+    """Publish ``data`` (a dict) to ``channel`` at once; returns the message id."""
+    parse_channel(channel)
+    if not isinstance(data, dict):
+        raise TypeError("data must be a dict, got %s" % type(data).__name__)
+    return _server().bus.publish(channel, data).id
+
+
+class _Response:
+    """The app's response body; sends the request's events once it was written."""
+
+    def __init__(self, body, status, pending, engine):
+        self.body, self.status, self.pending, self.engine = body, status, pending, engine
+
+    def __iter__(self):
+        return iter(self.body)
+
+    def close(self):
+        try:
+            if hasattr(self.body, "close"):
+                self.body.close()
+        finally:
+            if self.pending and self.status and int(self.status[0].split()[0]) < 400:
+                try:
+                    self.engine().process(self.pending)
+                except Exception:
+                    log.exception("events emitted during the request were not sent")
+
+
+def deferring(app, engine):
+    """Wrap the co-hosted WSGI ``app`` so emit() inside a request waits for its success."""
+    def wrapped(environ, start_response):
+        pending, status = [], []
+
+        def recording_start_response(s, headers, exc_info=None):
+            status[:] = [s]
+            return start_response(s, headers, exc_info)
+
+        token = _pending.set(pending)
+        try:
+            body = app(environ, recording_start_response)
+        except BaseException:
+            pending.clear()  # the request failed: its events never happened
+            raise
+        finally:
+            _pending.reset(token)
+        return _Response(body, status, pending, engine)
+    return wrapped
