@@ -1,4 +1,6 @@
 """The bus: sequencing, exactly-once in-order dispatch, gap repair from the store."""
+import pytest
+
 from rulecast import hookspecs
 from rulecast.bus import Bus, LocalBus
 from rulecast.metrics import Metrics
@@ -62,3 +64,20 @@ def test_message_published_hook_called_once(tmp_path):
     bus, _, _ = make(tmp_path, pm=pm)
     bus.publish("topic:a", {})
     assert seen == [1] and bus.hub.ids == [1]
+
+
+def test_store_failure_is_not_accepted(tmp_path):
+    """When the store cannot write, publish raises BusUnavailable and delivers nothing."""
+    import sqlite3
+
+    from rulecast.bus import BusUnavailable
+
+    class BrokenStore(SQLiteStore):
+        def append_many(self, items):
+            raise sqlite3.OperationalError("disk I/O error")
+
+    store = BrokenStore(str(tmp_path / "broken.db"))
+    bus = LocalBus(store, Hub(), manager().hook, Metrics())
+    with pytest.raises(BusUnavailable, match="disk I/O error"):
+        bus.publish("topic:a", {})
+    assert bus.hub.ids == [] and bus.last_id == 0
