@@ -4,6 +4,7 @@ import logging
 from rulecast import rules as rules_module
 from rulecast.registry import Compiler, Registry
 from rulecast.templates import Templates
+from rulecast.webhooks import redact
 
 log = logging.getLogger("rulecast.rules")
 
@@ -137,7 +138,7 @@ def explain(ruleset, event):
             except Exception as exc:
                 errors.append("%s: %s: %s" % (label, type(exc).__name__, exc))
         entry.update(messages=[{"channel": c, "data": d} for c, d in messages],
-                     webhooks=[{"method": w.method, "url": w.url} for w in webhooks],
+                     webhooks=[{"method": w.method, "url": redact(w.url)} for w in webhooks],
                      logs=["%s: %s" % item for item in logs], errors=errors)
         if rule.stop:
             break

@@ -72,7 +72,10 @@ def _messages(exc):
     def flat(messages, at=""):
         if isinstance(messages, dict):
             for key, value in messages.items():
-                yield from flat(value, "%s.%s" % (at, key) if at else str(key))
+                if key == "_schema":  # marshmallow's name for "the options as a whole"
+                    yield from flat(value, at)
+                else:
+                    yield from flat(value, "%s.%s" % (at, key) if at else str(key))
         elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
             yield "%s: %s" % (at, " ".join(messages)) if at else " ".join(messages)
         else:

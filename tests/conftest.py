@@ -23,8 +23,10 @@ def free_port():
 class RunningServer:
     """A `rulecast serve` subprocess on a free port, with its own config and var dir."""
 
-    def __init__(self, directory, **config):
+    def __init__(self, directory, extra_path=(), **config):
         self.dir = str(directory)
+        #: Folders put on the server's PYTHONPATH before the repository (installed add-ons).
+        self.extra_path = list(extra_path)
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
         config.setdefault("secret", "test-secret-0123456789")
@@ -46,7 +48,7 @@ class RunningServer:
             [sys.executable, "-m", "rulecast", "serve", "--config", self.path,
              "--listen", "127.0.0.1:%d" % self.port, "--workers", "1", *extra],
             cwd=self.dir, stdout=self._log, stderr=subprocess.STDOUT,
-            env=dict(os.environ, PYTHONPATH=ROOT))
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join(self.extra_path + [ROOT])))
         deadline = time.time() + 15
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -136,8 +138,8 @@ def make_server(tmp_path):
     """Start servers with given config keys; all stopped at the end of the test."""
     started = []
 
-    def make(**config):
-        server = RunningServer(tmp_path / ("s%d" % len(started)), **config)
+    def make(extra_path=(), **config):
+        server = RunningServer(tmp_path / ("s%d" % len(started)), extra_path, **config)
         started.append(server)
         return server.start()
 

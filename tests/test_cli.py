@@ -1,8 +1,12 @@
 """The `rulecast` command line: version, start-up errors, python -m."""
+import json
+import os
 import subprocess
 import sys
 
 from rulecast import __version__
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(*args, cwd=None):
@@ -39,3 +43,78 @@ def test_bad_app_stops_start_up(tmp_path):
     """serve --app naming a missing module exits with the module's name."""
     r = run("serve", "--listen", "127.0.0.1:0", "--app", "nowhere:app", cwd=tmp_path)
     assert r.returncode == 1 and "app: cannot import 'nowhere'" in r.stderr
+
+
+BAD_RULES = """\
+- name: fine
+  on: x
+  then: [{log: {message: ok}}]
+- name: typo
+  on: x
+  if:
+    - pth: /a
+  then: [{log: {message: ok}}]
+- name: bad-kind
+  on: x
+  then:
+    - notify: {to: "room:1", title: t}
+- name: bad-option
+  on: x
+  if:
+    - actor_is_owner: perhaps
+  then: [{log: {message: ok}}]
+"""
+
+
+def test_check_reports_every_problem_with_file_line(tmp_path):
+    """check prints file:line: rule NAME: where: what for each problem and exits 1."""
+    (tmp_path / "r.yaml").write_text(BAD_RULES)
+    r = run("check", "r.yaml", cwd=tmp_path)
+    assert r.returncode == 1
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("r.yaml:7: rule typo: if[0] pth: unknown condition 'pth'")
+    assert lines[1].startswith("r.yaml:12: rule bad-kind: then[0] notify:")
+    assert lines[2].startswith("r.yaml:16: rule bad-option: if[0] actor_is_owner:")
+    assert "3 problems; 1 rules are fine" in r.stderr
+
+
+def test_check_yaml_syntax_error(tmp_path):
+    """check reports a YAML syntax error with its line."""
+    (tmp_path / "r.yaml").write_text("- name: a\n  on: [x\n")
+    r = run("check", "r.yaml", cwd=tmp_path)
+    assert r.returncode == 1 and r.stdout.startswith("r.yaml:") and "YAML syntax" in r.stdout
+
+
+def test_check_ok_counts_rules(tmp_path):
+    """check on good rules exits 0 with the count."""
+    r = run("check", os.path.join(ROOT, "rules"), cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith("4 rules OK")
+
+
+def test_explain_shows_failed_condition_and_messages(tmp_path):
+    """explain prints per rule what held, what failed and why, and what it would send."""
+    event = {"type": "comment.added", "actor": {"id": "ann", "name": "Ann"},
+             "object": {"type": "Document", "path": "/intranet/a", "title": "A",
+                        "owner": "ann", "url": "http://x/a"}, "data": {"text": "hi"}}
+    (tmp_path / "event.json").write_text(json.dumps(event))
+    r = run("explain", "event.json", "--rules", os.path.join(ROOT, "rules"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "rule comment-to-owner" in out and "no match" in out
+    assert "FAILED if[1] not" in out
+    assert "rule comment-to-reviewers" in out and "MATCHED" in out
+    assert 'would send to role:Reviewer: {"title": "New comment on A"' in out
+    assert "pending-to-reviewers" in out and "not for this event type" in out
+
+
+def test_explain_bad_event(tmp_path):
+    """explain with an invalid event says what is wrong."""
+    (tmp_path / "event.json").write_text('{"actor": 1}')
+    r = run("explain", "event.json", cwd=tmp_path)
+    assert r.returncode == 1 and "not an event" in r.stderr and "type" in r.stderr
+
+
+def test_reload_without_server(tmp_path):
+    """reload with no running server says where it looked."""
+    r = run("reload", cwd=tmp_path)
+    assert r.returncode == 1 and "rulecast.pid" in r.stderr

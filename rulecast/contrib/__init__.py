@@ -1,0 +1,1 @@
+"""Integrations of rulecast with other frameworks; each module imports its own dependency."""
