@@ -24,7 +24,7 @@ setup(
         "requests>=2.28",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "pytest-timeout>=2.1"],
+        "test": ["pytest>=7.4", "pytest-timeout>=2.1", "transaction>=5.0", "wheel"],
     },
     entry_points={
         "console_scripts": ["rulecast = rulecast.cli:main"],
