@@ -170,14 +170,19 @@ def websocket_without_upgrade():
 @bp.get("/healthz")
 def healthz():
     server = _server()
-    return jsonify(status="ok", last_id=server.bus.last_id,
-                   connections=len(server.hub.connections))
+    body = {"status": "ok" if server.bus.healthy else "degraded", "last_id": server.bus.last_id,
+            "connections": len(server.hub.connections)}
+    if server.cluster is not None:
+        body.update(worker=server.worker, workers=server.cluster.workers(),
+                    sequencer="ok" if server.bus.healthy else "unreachable")
+    return jsonify(body), 200 if server.bus.healthy else 503
 
 
 @bp.get("/metrics")
 def metrics():
-    return Response(_server().metrics.render(),
-                    content_type="text/plain; version=0.0.4; charset=utf-8")
+    server = _server()
+    text = server.cluster.metrics() if server.cluster else server.metrics.render()
+    return Response(text, content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 def create_app(server):

@@ -20,18 +20,20 @@ def cmd_serve(args):
     """Run the server."""
     from gevent import monkey
     monkey.patch_all()
-    from rulecast.plugins import PluginError
+    from rulecast.plugins import PluginError, manager
     from rulecast.server import Server
     cfg = _load_config(args, listen=args.listen, workers=args.workers, app=args.app)
-    log = logging.getLogger("rulecast")
-    if cfg.workers > 1:
-        log.warning("workers: %d asked; this version runs one worker process", cfg.workers)
     if cfg.api_key_file:
-        log.info("API key for the HTTP API is in %s", cfg.api_key_file)
+        logging.getLogger("rulecast").info("API key for the HTTP API is in %s",
+                                           cfg.api_key_file)
     try:
-        server = Server(cfg)
+        # Fail here, in one process, rather than in every worker.
+        server = Server(cfg) if cfg.workers == 1 else manager(cfg.plugins)
     except PluginError as exc:
         sys.exit("rulecast: %s" % exc)
+    if cfg.workers > 1:
+        from rulecast.supervisor import Supervisor
+        return Supervisor(cfg).run()
     server.serve_forever()
     return 0
 

@@ -55,14 +55,23 @@ class Server:
     #: Seconds between history prunes (age and per-channel limits).
     prune_every = 600.0
 
-    def __init__(self, config):
+    def __init__(self, config, worker=None, run_dir=None):
+        """``worker``: this process's slot under a supervisor (None: the only process,
+        with an in-process bus); ``run_dir``: where the sequencer's sockets are."""
         self.config = config
+        self.worker = worker
         self.hook = plugins.manager(config.plugins).hook
         self.metrics = Metrics()
         self.store = open_store(config.store, max_per_channel=config.history.max_per_channel,
                                 max_age=config.history.max_age)
         self.hub = Hub(self.metrics)
-        self.bus = LocalBus(self.store, self.hub, self.hook, self.metrics)
+        if worker is None:
+            self.bus, self.cluster = LocalBus(self.store, self.hub, self.hook, self.metrics), None
+        else:
+            from rulecast.bus.nanomsg import NanomsgBus
+            from rulecast.cluster import Cluster
+            self.bus = NanomsgBus(self.store, self.hub, self.hook, self.metrics, run_dir, worker)
+            self.cluster = Cluster(self, run_dir, worker)
         self.policy = Policy(config, self.hook)
         ruleset = load_rules(config.rules, self.hook)
         for problem in ruleset.problems:
@@ -121,17 +130,24 @@ class Server:
         self.http = GeventServer(listener or (self.config.host, self.config.port),
                                  self.wsgi, self.config, self.ws_path)
         self.http.start()
-        self._pruner = gevent.spawn(self._prune_loop)
+        if self.cluster is not None:
+            self.cluster.start()
+        # History is pruned by whoever writes it: the only process, or the sequencer.
+        self._pruner = gevent.spawn(self._prune_loop) if self.worker is None else None
         host, port = self.http.address[:2]
         log.info("listening on http://%s:%d/ (endpoints under %s)", host, port,
                  self.config.prefix)
 
-    def serve_forever(self):
-        """Start, stop cleanly on SIGTERM or SIGINT, and return when stopped."""
-        self.start()
+    def serve_forever(self, listener=None):
+        """Start, stop cleanly on SIGTERM or SIGINT, reload rules on SIGHUP, and
+        return when stopped. The only process also keeps the pid file."""
+        self.start(listener)
         for signum in (signal.SIGTERM, signal.SIGINT):
             gevent.signal_handler(signum, lambda: gevent.spawn(self.stop))
         gevent.signal_handler(signal.SIGHUP, lambda: gevent.spawn(self.reload_rules))
+        if self.worker is not None:
+            self.stopped.wait()
+            return
         os.makedirs(self.config.var_dir, exist_ok=True)
         with open(self.pid_file, "w") as f:
             f.write("%d\n" % os.getpid())
@@ -151,7 +167,10 @@ class Server:
         self.hub.close_all(1001, "server going away")
         self.http.stop(timeout=self.stop_timeout)
         self.engine.sender.join(self.stop_timeout)
-        self._pruner.kill()
+        if self._pruner is not None:
+            self._pruner.kill()
+        if self.cluster is not None:
+            self.cluster.stop()
         self.bus.stop()
         self.store.close()
         if _current is self:

@@ -23,8 +23,9 @@ def free_port():
 class RunningServer:
     """A `rulecast serve` subprocess on a free port, with its own config and var dir."""
 
-    def __init__(self, directory, extra_path=(), **config):
+    def __init__(self, directory, extra_path=(), workers=1, **config):
         self.dir = str(directory)
+        self.workers = workers
         #: Folders put on the server's PYTHONPATH before the repository (installed add-ons).
         self.extra_path = list(extra_path)
         os.makedirs(self.dir, exist_ok=True)
@@ -46,7 +47,7 @@ class RunningServer:
         self._log = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rulecast", "serve", "--config", self.path,
-             "--listen", "127.0.0.1:%d" % self.port, "--workers", "1", *extra],
+             "--listen", "127.0.0.1:%d" % self.port, "--workers", str(self.workers), *extra],
             cwd=self.dir, stdout=self._log, stderr=subprocess.STDOUT,
             env=dict(os.environ, PYTHONPATH=os.pathsep.join(self.extra_path + [ROOT])))
         deadline = time.time() + 15
@@ -54,11 +55,20 @@ class RunningServer:
             if self.proc.poll() is not None:
                 raise RuntimeError("server exited %s:\n%s" % (self.proc.returncode, self.output()))
             try:
-                requests.get(self.url + "/rulecast/healthz", timeout=0.5)
-                return self
-            except requests.ConnectionError:
-                time.sleep(0.05)
+                health = requests.get(self.url + "/rulecast/healthz", timeout=0.5).json()
+                if health["status"] == "ok" and self.alive_workers(health) == self.workers:
+                    return self
+            except (requests.ConnectionError, ValueError):
+                pass
+            time.sleep(0.05)
         raise RuntimeError("server did not start:\n" + self.output())
+
+    @staticmethod
+    def alive_workers(health):
+        """How many workers a /healthz answer shows alive (a single process is one)."""
+        if "workers" not in health:
+            return 1
+        return sum(1 for w in health["workers"] if w["alive"])
 
     def output(self):
         with open(self.log, "rb") as f:
@@ -138,8 +148,8 @@ def make_server(tmp_path):
     """Start servers with given config keys; all stopped at the end of the test."""
     started = []
 
-    def make(extra_path=(), **config):
-        server = RunningServer(tmp_path / ("s%d" % len(started)), extra_path, **config)
+    def make(extra_path=(), workers=1, **config):
+        server = RunningServer(tmp_path / ("s%d" % len(started)), extra_path, workers, **config)
         started.append(server)
         return server.start()
 

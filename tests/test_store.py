@@ -155,10 +155,10 @@ def test_history_survives_reopen(path):
 
 def test_prune_max_per_channel(path):
     """prune() keeps only the newest max_per_channel messages of each channel."""
-    s = SQLiteStore(path, max_per_channel=3)
+    s = SQLiteStore(path, max_per_channel=3, max_age=None)
     try:
-        a = s.append_many([("topic:a", {}, None) for _ in range(5)])
-        b = s.append_many([("topic:b", {}, None) for _ in range(2)])
+        a = s.append_many([("topic:a", {}, OLD) for _ in range(5)])
+        b = s.append_many([("topic:b", {}, OLD) for _ in range(2)])
         assert s.prune() == 2
         assert ids(s.since(0, ["topic:a"])) == ids(a[2:])
         assert ids(s.since(0, ["topic:b"])) == ids(b)
@@ -171,9 +171,23 @@ def test_append_prunes_written_channels(path):
     s = SQLiteStore(path, max_per_channel=5)
     try:
         for i in range(SQLiteStore.PRUNE_EVERY):
-            last = s.append("topic:a", {"n": i})
+            last = s.append("topic:a", {"n": i}, time=OLD)
         got = s.since(0, ["topic:a"])
         assert len(got) == 5 and got[-1].id == last.id
+    finally:
+        s.close()
+
+
+def test_recent_messages_outlive_the_count_limit(path):
+    """Messages younger than KEEP_RECENT stay past max_per_channel: a gap or a quick
+    reconnect after a burst can still be filled."""
+    s = SQLiteStore(path, max_per_channel=3, max_age=None)
+    try:
+        old = s.append_many([("topic:a", {}, OLD) for _ in range(3)])
+        fresh = s.append_many([("topic:a", {}, None) for _ in range(5)])
+        assert s.prune() == 3
+        assert ids(s.since(0, ["topic:a"])) == ids(fresh)
+        assert old[0].id not in ids(s.since(0, ["topic:a"]))
     finally:
         s.close()
 

@@ -27,6 +27,9 @@ class Bus:
         #: The largest id handed to this worker's hub.
         self.last_id = store.last_id()
 
+    #: False while this worker cannot reach the sequencer (shown by /healthz).
+    healthy = True
+
     def start(self):
         """Begin receiving (backends that listen spawn their greenlet here)."""
 
@@ -57,12 +60,17 @@ class Bus:
         if message.id <= self.last_id:
             return
         if message.id > self.last_id + 1:
-            # Lost on the way (nanomsg PUB/SUB drops when a reader lags): the store has it.
-            missed = self.store.between(self.last_id, message.id - 1)
-            self.metrics.gaps_repaired.inc(len(missed))
-            for earlier in missed:
-                self._deliver(earlier)
+            self.catch_up(message.id - 1)
         self._deliver(message)
+
+    def catch_up(self, upto):
+        """Deliver the stored messages up to id ``upto`` this worker has not had: lost
+        on the way (nanomsg PUB/SUB drops when a reader lags), the store has them."""
+        missed = self.store.between(self.last_id, upto)
+        self.metrics.gaps_repaired.inc(len(missed))
+        for message in missed:
+            self._deliver(message)
+        self.last_id = max(self.last_id, upto)  # pruned ones are gone for everyone
 
     def _deliver(self, message):
         self.last_id = message.id

@@ -61,6 +61,9 @@ class SQLiteStore(Store):
     PRUNE_EVERY = 1000
     # Rows per transaction when pruning by age: other processes write between batches.
     PRUNE_BATCH = 2000
+    # Seconds a message is kept even past max_per_channel: a worker refilling a gap the
+    # bus left, or a client reconnecting just after a burst, must still find it.
+    KEEP_RECENT = 60.0
     # How long a statement waits for another process's lock before failing. It blocks
     # the gevent hub while it waits, so writes must stay short everywhere.
     BUSY_TIMEOUT = 5.0
@@ -202,8 +205,9 @@ class SQLiteStore(Store):
             return self.last_read(user)
 
     def _prune_channels(self, channels):
-        """Keep the newest max_per_channel messages of each of `channels`."""
-        gone = 0
+        """Keep the newest max_per_channel messages of each of `channels`, and every
+        message younger than KEEP_RECENT: a later pass takes those."""
+        gone, recent = 0, _iso_ago(self.KEEP_RECENT)
         with self._write() as db:
             for channel in channels:
                 # The newest message that is over the limit; it and older ones go.
@@ -213,8 +217,8 @@ class SQLiteStore(Store):
                     (channel, self.max_per_channel)).fetchone()
                 if row:
                     gone += db.execute(
-                        "DELETE FROM messages WHERE channel = ? AND id <= ?",
-                        (channel, row[0])).rowcount
+                        "DELETE FROM messages WHERE channel = ? AND id <= ? AND time < ?",
+                        (channel, row[0], recent)).rowcount
         return gone
 
     def prune(self):

@@ -1,0 +1,87 @@
+"""The nanomsg bus: workers of one host, joined to the sequencer over IPC sockets."""
+import json
+import logging
+import time
+
+import gevent
+import nanomsg
+from gevent.event import AsyncResult
+
+from rulecast.bus.base import Bus, BusUnavailable
+from rulecast.message import Message, dumps
+from rulecast.nanomsg_io import Socket, endpoint
+from rulecast.sequencer import PUB, TICK_EVERY, pair_name
+
+log = logging.getLogger("rulecast.bus")
+
+
+class NanomsgBus(Bus):
+    """Hands new messages to the sequencer on this worker's PAIR socket and takes the
+    sequenced stream from its PUB; gaps the PUB leaves are refilled by :class:`Bus`."""
+
+    #: Seconds to wait for the sequencer to store a message before refusing it.
+    timeout = 5.0
+    #: Bytes a subscriber may buffer; past that nanomsg drops (and we refill).
+    recv_buffer = 8 * 1024 * 1024
+
+    def __init__(self, store, hub, hook, metrics, run_dir, worker):
+        super().__init__(store, hub, hook, metrics)
+        self.run_dir = run_dir
+        self.worker = worker
+        self.pending = {}
+        self.next_request = 0
+        self.last_tick = 0.0
+        self.greenlets = []
+
+    @property
+    def healthy(self):
+        """True while the sequencer's ticks arrive."""
+        return time.monotonic() - self.last_tick < 6 * TICK_EVERY
+
+    def start(self):
+        # Sockets are made here, in the worker, after the fork: never before.
+        self.pair = Socket(nanomsg.PAIR).connect(endpoint(self.run_dir, pair_name(self.worker)))
+        self.sub = Socket(nanomsg.SUB, self.recv_buffer).connect(
+            endpoint(self.run_dir, PUB)).subscribe()
+        self.greenlets = [gevent.spawn(self._answers), gevent.spawn(self._stream)]
+
+    def stop(self):
+        gevent.killall(self.greenlets)
+        for sock in (self.pair, self.sub):
+            sock.close()
+
+    def _sequence(self, items):
+        self.next_request += 1
+        request, answer = self.next_request, AsyncResult()
+        self.pending[request] = answer
+        try:
+            self.pair.send(dumps({"r": request, "m": items}), timeout=self.timeout)
+            reply = answer.get(timeout=self.timeout)
+        except (TimeoutError, gevent.Timeout):
+            raise BusUnavailable("the sequencer did not answer within %gs" % self.timeout) \
+                from None
+        finally:
+            self.pending.pop(request, None)
+        if "error" in reply:
+            raise BusUnavailable(reply["error"])
+        return [Message(f["id"], f["channel"], f["time"], f["data"]) for f in reply["messages"]]
+
+    def _answers(self):
+        while True:
+            reply = json.loads(self.pair.recv())
+            answer = self.pending.get(reply.get("r"))
+            if answer is not None:
+                answer.set(reply)
+
+    def _stream(self):
+        while True:
+            raw = self.sub.recv()
+            frame = json.loads(raw)
+            if frame.get("type") == "tick":
+                self.last_tick = time.monotonic()
+                if frame["last_id"] > self.last_id:
+                    self.catch_up(frame["last_id"])
+                continue
+            message = Message(frame["id"], frame["channel"], frame["time"], frame["data"])
+            message._json = raw  # the sequencer's encoding is the wire form: reuse it
+            self._dispatch(message)

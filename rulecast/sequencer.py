@@ -1,0 +1,105 @@
+"""The sequencer: the one process that numbers messages, stores them and broadcasts them."""
+import json
+import logging
+import signal
+
+import gevent
+import nanomsg
+from gevent.event import Event
+from gevent.queue import Queue
+
+from rulecast.message import dumps
+from rulecast.nanomsg_io import Socket, endpoint
+from rulecast.store import open_store
+
+log = logging.getLogger("rulecast.sequencer")
+
+__all__ = ["Sequencer", "PUB", "pair_name", "TICK_EVERY"]
+
+#: The broadcast of sequenced messages every worker subscribes to.
+PUB = "messages"
+#: Seconds between ticks carrying the last id: a worker that lost the newest
+#: messages learns of the gap even when nothing follows them.
+TICK_EVERY = 0.5
+
+
+def pair_name(worker):
+    """The request socket of worker slot ``worker``."""
+    return "worker-%d" % worker
+
+
+class Sequencer:
+    """Receives ``{"r": request, "m": [[channel, data], …]}`` from each worker on its
+    own PAIR socket (reliable: PAIR never drops), stores everything that waits in one
+    transaction, answers ``{"r": request, "messages": [frames]}`` and publishes each
+    frame on PUB, where a lagging worker may lose some; ids let it notice and refill."""
+
+    def __init__(self, config, run_dir, workers):
+        self.store = open_store(config.store, max_per_channel=config.history.max_per_channel,
+                                max_age=config.history.max_age)
+        self.pub = Socket(nanomsg.PUB).bind(endpoint(run_dir, PUB))
+        self.pairs = [Socket(nanomsg.PAIR).bind(endpoint(run_dir, pair_name(i)))
+                      for i in range(workers)]
+        self.requests = Queue()
+        self.stopped = Event()
+
+    def run(self):
+        gevent.signal_handler(signal.SIGTERM, self.stopped.set)
+        gevent.signal_handler(signal.SIGINT, lambda: None)  # the supervisor decides
+        greenlets = [gevent.spawn(self._receive, pair) for pair in self.pairs]
+        greenlets += [gevent.spawn(self._write), gevent.spawn(self._tick)]
+        log.info("sequencer ready for %d workers, last id %d", len(self.pairs),
+                 self.store.last_id())
+        self.stopped.wait()
+        gevent.killall(greenlets)
+        self.store.close()
+
+    def _receive(self, pair):
+        while True:
+            raw = pair.recv()
+            try:
+                request = json.loads(raw)
+                items = [(c, d, None) for c, d in request["m"]]
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("malformed request from a worker: %s", exc)
+                continue
+            self.requests.put((pair, request["r"], items))
+
+    def _write(self):
+        while True:
+            batch = [self.requests.get()]
+            while not self.requests.empty():
+                batch.append(self.requests.get_nowait())
+            items = [item for _, _, items in batch for item in items]
+            try:
+                messages = self.store.append_many(items)
+            except Exception as exc:
+                log.exception("store failed; %d messages refused", len(items))
+                for pair, request, _ in batch:
+                    self._reply(pair, dumps({"r": request, "error": str(exc)}))
+                continue
+            at = 0
+            for pair, request, items in batch:
+                mine = messages[at:at + len(items)]
+                at += len(items)
+                self._reply(pair, b'{"r":%s,"messages":[%s]}' % (
+                    dumps(request), b",".join(m.json for m in mine)))
+            for message in messages:
+                self.pub.send(message.json)
+
+    #: Seconds a worker may take to take its answer before it is given up.
+    reply_timeout = 2.0
+
+    def _reply(self, pair, data):
+        # A dead or stuck worker must not hold up the others: answer from a greenlet.
+        def send():
+            try:
+                pair.send(data, timeout=self.reply_timeout)
+            except TimeoutError:
+                log.error("a worker did not take its answer within %gs", self.reply_timeout)
+        gevent.spawn(send)
+
+    def _tick(self):
+        while True:
+            gevent.sleep(TICK_EVERY)
+            self.pub.send(b'{"type":"tick","last_id":%d}' % self.store.last_id())
