@@ -32,7 +32,11 @@ def cmd_serve(args):
     except PluginError as exc:
         sys.exit("rulecast: %s" % exc)
     if cfg.workers > 1:
+        import importlib.util
         from rulecast.supervisor import Supervisor
+        module = (cfg.app or "").partition(":")[0]
+        if module and importlib.util.find_spec(module) is None:
+            sys.exit("app: cannot import %r: no such module" % module)
         return Supervisor(cfg).run()
     server.serve_forever()
     return 0

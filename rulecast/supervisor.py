@@ -36,6 +36,8 @@ class Supervisor:
     stop_timeout = 10.0
     #: A child that dies sooner than this after its start is restarted only after it.
     crash_pause = 1.0
+    #: Quick deaths in a row after which a slot counts as broken and the server stops.
+    crash_limit = 5
 
     def __init__(self, config):
         self.config = config
@@ -43,6 +45,8 @@ class Supervisor:
         self.children = {}  # pid -> (role, slot, started)
         self.stopping = False
         self.hup = False
+        self.code = 0
+        self.quick_deaths = {}  # (role, slot) -> deaths in a row right after starting
 
     def run(self):
         """Serve until told to stop; returns the exit code."""
@@ -70,7 +74,7 @@ class Supervisor:
         finally:
             if os.path.exists(pid_file):
                 os.unlink(pid_file)
-        return 0
+        return self.code
 
     def _on_stop(self, signum, frame):
         self.stopping = True
@@ -116,9 +120,17 @@ class Supervisor:
             role, slot, started = self.children.pop(pid, (None, None, 0))
             if role is None or self.stopping:
                 continue
-            log.error("%s %s (pid %d) died (%s); restarting it", role,
-                      "" if slot is None else slot, pid, _describe(status))
-            if time.monotonic() - started < self.crash_pause:
+            name = role if slot is None else "%s-%d" % (role, slot)
+            quick = time.monotonic() - started < self.crash_pause
+            deaths = self.quick_deaths[role, slot] = (
+                self.quick_deaths.get((role, slot), 0) + 1 if quick else 0)
+            if deaths >= self.crash_limit:
+                log.error("%s died %d times right after starting (%s); stopping: see the "
+                          "errors above", name, deaths, _describe(status))
+                self.stopping, self.code = True, 1
+                return
+            log.error("%s (pid %d) died (%s); restarting it", name, pid, _describe(status))
+            if quick:
                 gevent.sleep(self.crash_pause)  # a crash loop must not become a fork loop
             self._spawn(role, slot)
 

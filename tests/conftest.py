@@ -58,7 +58,7 @@ class RunningServer:
                 health = requests.get(self.url + "/rulecast/healthz", timeout=0.5).json()
                 if health["status"] == "ok" and self.alive_workers(health) == self.workers:
                     return self
-            except (requests.ConnectionError, ValueError):
+            except (requests.ConnectionError, requests.Timeout, ValueError):
                 pass
             time.sleep(0.05)
         raise RuntimeError("server did not start:\n" + self.output())

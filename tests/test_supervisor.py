@@ -205,3 +205,11 @@ def test_unreachable_sequencer_reported_and_publish_refused(make_server):
     while requests.get(s.url + "/rulecast/healthz").status_code != 200:
         assert time.time() < deadline, "healthz never recovered"
         time.sleep(0.2)
+
+
+def test_worker_crash_loop_stops_the_server(make_server, tmp_path):
+    """A worker that dies right after every start makes the supervisor give up, exit 1."""
+    broken = tmp_path / "broken_app.py"
+    broken.write_text("raise RuntimeError('this app cannot start')\n")
+    with pytest.raises(RuntimeError, match="exited 1"):
+        make_server(workers=2, app="broken_app:app", extra_path=[str(tmp_path)])
