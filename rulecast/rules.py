@@ -21,7 +21,7 @@ class Problem:
         self.file, self.line, self.what, self.rule, self.where = file, line, what, rule, where
 
     def __str__(self):
-        parts = ["%s:%s" % (self.file, self.line)]
+        parts = ["%s:%s" % (self.file, self.line) if self.line else self.file]
         if self.rule:
             parts.append("rule %s" % self.rule)
         if self.where:

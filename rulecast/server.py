@@ -75,7 +75,7 @@ class Server:
         self.policy = Policy(config, self.hook)
         ruleset = load_rules(config.rules, self.hook)
         for problem in ruleset.problems:
-            log.error("rule skipped: %s", problem)
+            log.error("rules: %s (skipped)", problem)
         log.info("%d rules loaded from %s", len(ruleset.rules), ", ".join(config.rules))
         self.engine = Engine(ruleset, self.bus, self.hook, self.metrics,
                              Sender(self.metrics.registry))
