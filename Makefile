@@ -15,10 +15,13 @@ test: $(STAMP)
 
 install: $(STAMP)
 
-# Debian packages the build or the tests need, installed only when missing.
+# Debian packages the build or the tests need, installed only when missing:
+# nanomsg for the workers' bus, redis-server and chromium for the tests.
 system:
 	@missing=""; \
 	[ -f /usr/include/nanomsg/nn.h ] || missing="$$missing libnanomsg-dev"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

@@ -24,7 +24,9 @@ setup(
         "requests>=2.28",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "pytest-timeout>=2.1", "transaction>=5.0", "wheel"],
+        "redis": ["redis>=5.0"],
+        "test": ["pytest>=7.4", "pytest-timeout>=2.1", "transaction>=5.0", "wheel",
+                 "redis>=5.0", "playwright>=1.40"],
     },
     entry_points={
         "console_scripts": ["rulecast = rulecast.cli:main"],

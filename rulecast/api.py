@@ -1,8 +1,10 @@
 """The HTTP API under the prefix: publish, notifications, SSE, health and metrics."""
 import hmac
 import logging
+import os
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import (Blueprint, Flask, Response, current_app, jsonify, request,
+                   send_from_directory)
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
 from werkzeug.exceptions import HTTPException
 
@@ -165,6 +167,17 @@ def events_stream():
 def websocket_without_upgrade():
     raise ApiError(426, {"_": ["this endpoint speaks WebSocket; connect with a "
                                "WebSocket client (Upgrade: websocket)"]})
+
+
+STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+
+
+@bp.get("/static/<path:name>")
+def static(name):
+    """The browser widget and its assets; revalidated, so an upgrade is seen at once."""
+    response = send_from_directory(STATIC, name, max_age=0)
+    response.headers["Access-Control-Allow-Origin"] = "*"  # embeddable from other origins
+    return response
 
 
 @bp.get("/healthz")
