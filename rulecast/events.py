@@ -3,7 +3,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from rulecast.message import now_iso
 
-__all__ = ["EventSchema", "Event", "load_events", "lookup"]
+__all__ = ["EventSchema", "Event", "load_events", "make_event", "lookup"]
 
 #: Event types: dotted words such as comment.added or workflow.transition.
 TYPE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]*$"
@@ -61,6 +61,20 @@ def load_events(payload):
     if not isinstance(payload, dict):
         raise ValidationError({"_": ["expected an event object or a list of them"]})
     return [Event(**_schema.load(payload))]
+
+
+def make_event(type, actor=None, object=None, data=None, id=None, time=None):
+    """One checked event from keyword arguments, as the emit() functions take them.
+    Raises ValueError naming the bad fields."""
+    event = {"type": type, "actor": actor or {}, "object": object or {}, "data": data or {}}
+    if id is not None:
+        event["id"] = id
+    if time is not None:
+        event["time"] = time
+    try:
+        return load_events(event)[0]
+    except ValidationError as exc:
+        raise ValueError("not an event: %s" % exc.messages) from None
 
 
 _MISSING = object()

@@ -2,10 +2,8 @@
 import contextvars
 import logging
 
-from marshmallow import ValidationError
-
 from rulecast.channels import parse as parse_channel
-from rulecast.events import load_events
+from rulecast.events import make_event
 
 log = logging.getLogger("rulecast.emit")
 
@@ -24,15 +22,7 @@ def emit(type, actor=None, object=None, data=None, id=None, time=None):
     """Report an event to the rules. Inside a request of the co-hosted app it goes out
     only after the response was sent with a status below 400, and is dropped otherwise;
     outside a request at once. Raises ValueError naming bad fields."""
-    event = {"type": type, "actor": actor or {}, "object": object or {}, "data": data or {}}
-    if id is not None:
-        event["id"] = id
-    if time is not None:
-        event["time"] = time
-    try:
-        events = load_events(event)
-    except ValidationError as exc:
-        raise ValueError("rulecast.emit: %s" % exc.messages) from None
+    events = [make_event(type, actor, object, data, id, time)]
     pending = _pending.get()
     if pending is not None:
         pending.extend(events)

@@ -7,11 +7,10 @@ transaction was committed; an abort, a failed vote or a rolled-back savepoint dr
 import logging
 
 import transaction
-from marshmallow import ValidationError
 from transaction.interfaces import IDataManagerSavepoint, ISavepointDataManager
 from zope.interface import implementer
 
-from rulecast.events import load_events
+from rulecast.events import make_event
 
 log = logging.getLogger("rulecast.emit")
 
@@ -36,15 +35,7 @@ def emit(type, actor=None, object=None, data=None, manager=None, process=None,
     naming bad fields, and RuntimeError without a server, here rather than after commit.
     Events emitted in one transaction are sent as one batch, in the order emitted.
     """
-    event = {"type": type, "actor": actor or {}, "object": object or {}, "data": data or {}}
-    if id is not None:
-        event["id"] = id
-    if time is not None:
-        event["time"] = time
-    try:
-        events = load_events(event)
-    except ValidationError as exc:
-        raise ValueError("rulecast.contrib.transaction.emit: %s" % exc.messages) from None
+    events = [make_event(type, actor, object, data, id, time)]
     if process is None:
         from rulecast.server import current
         current()  # no server: say so while the caller can still see it
