@@ -96,14 +96,17 @@ class Session:
             timer.kill()
             if first is None:
                 return
-            if self.conn.identity is ANONYMOUS and not self.welcomed:
+            if not self.welcomed:
                 identity = self._auth_frame(first)
                 self._welcome(identity or ANONYMOUS)
                 if identity is not None:
                     first = None
         since = parse_qs(self.environ.get("QUERY_STRING", "")).get("since")
         if since:
-            self._handle(json.dumps({"type": "resume", "since": since[0]}))
+            try:
+                self.on_resume({"since": since[0]})
+            except FrameError as exc:
+                self._error(exc)
         text = first if first is not None else self.ws.receive()
         while text is not None and not self.conn.closed:
             self._handle(text)
@@ -144,6 +147,7 @@ class Session:
     # -- frames ------------------------------------------------------------------------
 
     def _handle(self, text):
+        """Answer one client frame; a bad one gets an error frame, never a close."""
         try:
             if not self._allowed():
                 raise FrameError("rate_limited", "more than %g frames per second; slow down"
@@ -160,8 +164,11 @@ class Session:
                                  % (frame.get("type"), ", ".join(sorted(self.HANDLERS))))
             handler(self, frame)
         except FrameError as exc:
-            self.server.metrics.client_errors.labels(exc.code).inc()
-            self.conn.send({"type": "error", "code": exc.code, "message": str(exc)})
+            self._error(exc)
+
+    def _error(self, exc):
+        self.server.metrics.client_errors.labels(exc.code).inc()
+        self.conn.send({"type": "error", "code": exc.code, "message": str(exc)})
 
     def _allowed(self):
         if not self.rate:

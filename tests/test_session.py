@@ -308,3 +308,13 @@ def test_graceful_stop_sends_1001(make_server):
     s.proc.terminate()
     assert c.close_code() == 1001
     assert s.proc.wait(10) == 0
+
+
+def test_bad_since_in_query_is_bad_request(server):
+    """?since= that is not an id gets a bad_request error frame; the socket stays open."""
+    c = server.connect(token=server.token("nia"), query="since=yesterday")
+    c.recv_type("welcome")
+    error = c.recv()
+    assert error["code"] == "bad_request" and "since" in error["message"]
+    c.send({"type": "ping"})
+    assert c.recv() == {"type": "pong"}
