@@ -7,8 +7,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: run test system install clean
 
+# The demo intranet keeps its content in memory, so it runs as one worker.
 run: $(STAMP)
-	$(BIN)/rulecast serve
+	PYTHONPATH=contrib/demo $(BIN)/rulecast serve --app intranet:app --workers 1
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

@@ -60,6 +60,8 @@ class Server:
         with an in-process bus); ``run_dir``: where the sequencer's sockets are."""
         self.config = config
         self.worker = worker
+        # Before the app is imported: it may issue tokens or read the config at import.
+        config_module.activate(config)
         self.hook = plugins.manager(config.plugins).hook
         self.metrics = Metrics()
         self.store = open_store(config.store, max_per_channel=config.history.max_per_channel,
