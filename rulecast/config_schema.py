@@ -7,7 +7,12 @@ from marshmallow import (EXCLUDE, Schema, ValidationError, fields, post_load, va
                          validates_schema)
 
 __all__ = ["DEFAULTS", "ConfigSchema", "LimitsSchema", "HistorySchema", "parse_duration",
-           "LISTEN"]
+           "LISTEN", "is_redis"]
+
+
+def is_redis(url):
+    """True for a redis:// or rediss:// URL (a bus or store on Redis)."""
+    return (url or "").lower().startswith(("redis://", "rediss://"))
 
 DEFAULTS = {
     "listen": "127.0.0.1:8080", "workers": "auto", "var_dir": "./var", "secret": None,
@@ -164,6 +169,13 @@ class ConfigSchema(_Strict):
     def __init__(self, base, **kwargs):
         super().__init__(**kwargs)
         self.base = base
+
+    @validates_schema
+    def _redis_bus_needs_redis_store(self, data, **kwargs):
+        if is_redis(data.get("bus")) and not is_redis(data.get("store")):
+            raise ValidationError({"bus": [
+                "a redis:// bus needs the Redis store on the same server (one script "
+                "stores and publishes each message): set store: to the same URL"]})
 
     @post_load
     def _resolve_paths(self, data, **kwargs):

@@ -10,6 +10,7 @@ from gevent.event import Event
 from rulecast import api, config as config_module, plugins
 from rulecast.bus import LocalBus
 from rulecast.channels import Policy
+from rulecast.config_schema import is_redis
 from rulecast.engine import Engine, load_rules
 from rulecast.hub import Hub
 from rulecast.inprocess import deferring
@@ -67,7 +68,13 @@ class Server:
         self.store = open_store(config.store, max_per_channel=config.history.max_per_channel,
                                 max_age=config.history.max_age)
         self.hub = Hub(self.metrics)
-        if worker is None:
+        if is_redis(config.bus):
+            # Every worker of every host talks to Redis itself: no sequencer.
+            from rulecast.bus.redis import RedisBus
+            from rulecast.cluster import Cluster
+            self.bus = RedisBus(self.store, self.hub, self.hook, self.metrics, config.bus)
+            self.cluster = None if worker is None else Cluster(self, run_dir, worker)
+        elif worker is None:
             self.bus, self.cluster = LocalBus(self.store, self.hub, self.hook, self.metrics), None
         else:
             from rulecast.bus.nanomsg import NanomsgBus

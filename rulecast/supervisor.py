@@ -7,6 +7,7 @@ import time
 
 import gevent
 
+from rulecast.config_schema import is_redis
 from rulecast.nanomsg_io import clean_run_dir
 
 log = logging.getLogger("rulecast.supervisor")
@@ -47,6 +48,7 @@ class Supervisor:
         self.hup = False
         self.code = 0
         self.quick_deaths = {}  # (role, slot) -> deaths in a row right after starting
+        self.restarts = []  # (when, role, slot): crashed children waiting to come back
 
     def run(self):
         """Serve until told to stop; returns the exit code."""
@@ -58,7 +60,8 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
-        self._spawn("sequencer", None)
+        if not is_redis(self.config.bus):
+            self._spawn("sequencer", None)  # with the Redis bus, workers use Redis directly
         for slot in range(self.config.workers):
             self._spawn("worker", slot)
         log.info("supervisor %d: %d workers on http://%s:%d/", os.getpid(),
@@ -67,6 +70,7 @@ class Supervisor:
             while not self.stopping:
                 gevent.sleep(self.poll)
                 self._reap()
+                self._restart_due()
                 if self.hup:
                     self.hup = False
                     self._signal_role("worker", signal.SIGHUP)
@@ -130,9 +134,15 @@ class Supervisor:
                 self.stopping, self.code = True, 1
                 return
             log.error("%s (pid %d) died (%s); restarting it", name, pid, _describe(status))
-            if quick:
-                gevent.sleep(self.crash_pause)  # a crash loop must not become a fork loop
-            self._spawn(role, slot)
+            # A crash loop must not become a fork loop: a quick death waits a little.
+            self.restarts.append((time.monotonic() + (self.crash_pause if quick else 0),
+                                  role, slot))
+
+    def _restart_due(self):
+        now = time.monotonic()
+        for item in [r for r in self.restarts if r[0] <= now]:
+            self.restarts.remove(item)
+            self._spawn(item[1], item[2])
 
     def _signal_role(self, role, signum):
         for pid, (r, _, _) in list(self.children.items()):

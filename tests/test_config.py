@@ -110,6 +110,7 @@ app: mysite.wsgi:application
 prefix: /live
 plugins: [rulecast_ldap, my.addon]
 bus: redis://localhost:6379/1
+store: redis://localhost:6379/1
 allowed_origins: ["https://app.example.org", "https://*.example.org:8443"]
 client_publish: ["topic:board-*"]
 limits: {send_queue: 10}
@@ -382,3 +383,10 @@ def test_parse_duration_rejects(bad):
     """Anything else raises ValueError with an example of the expected form."""
     with pytest.raises(ValueError, match="expected a duration like '30s'"):
         parse_duration(bad)
+
+
+def test_redis_bus_needs_redis_store(here):
+    """A Redis bus with the SQLite store is refused at load, naming bus and the fix."""
+    write(here / "rulecast.yaml", "bus: redis://localhost:6379/0\n")
+    [problem] = problems(environ={})
+    assert problem.startswith("rulecast.yaml:1: bus: a redis:// bus needs the Redis store")

@@ -278,12 +278,6 @@ def test_open_store_sqlite_relative(tmp_path, monkeypatch):
         s.close()
 
 
-def test_open_store_redis_not_available():
-    """A redis:// store URL fails with a message saying it is not available yet."""
-    with pytest.raises(NotImplementedError, match="Redis store is not available"):
-        open_store("redis://localhost:6379/0")
-
-
 @pytest.mark.parametrize("url", ["postgres://db/x", "sqlite://x.db", "sqlite:///", "x.db"])
 def test_open_store_bad_url(url):
     """Any other store URL is a ValueError naming the accepted forms."""
