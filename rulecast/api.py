@@ -12,7 +12,7 @@ from rulecast import sse
 from rulecast.bus import BusUnavailable
 from rulecast.channels import ChannelError, parse as parse_channel
 from rulecast.events import load_events
-from rulecast.identity import from_token, token_of
+from rulecast.identity import identify
 from rulecast.tokens import InvalidToken
 
 log = logging.getLogger("rulecast.api")
@@ -83,15 +83,17 @@ def require_api_key():
 
 
 def require_user():
-    """The identity of the user a token proves; 401 when there is none."""
-    token = token_of(request.environ)
-    if not token:
-        raise ApiError(401, {"token": ["send a user token (cookie rulecast_token, "
-                                       "Authorization: Bearer or ?token=)"]})
+    """The user making the request, found as the sockets find it (plugins first, then
+    the token); 401 when there is none."""
+    server = _server()
     try:
-        return from_token(token, _server().config.secret)
+        identity = identify(request.environ, server.config.secret, server.hook)
     except InvalidToken as exc:
         raise ApiError(401, {"token": [str(exc)]}) from None
+    if identity is None or identity.user is None:
+        raise ApiError(401, {"token": ["send a user token (cookie rulecast_token, "
+                                       "Authorization: Bearer or ?token=)"]})
+    return identity
 
 
 @bp.post("/api/publish")
@@ -138,7 +140,7 @@ def notifications():
         messages = store.since(query["since"], channels, query["limit"])
     last_read = store.last_read(identity.user)
     return jsonify(messages=[m.frame() for m in messages], last_read=last_read,
-                   unread=store.count_since(last_read, channels))
+                   unread=store.count_since(last_read, channels), user=identity.user)
 
 
 @bp.post("/api/notifications/read")

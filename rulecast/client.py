@@ -6,6 +6,7 @@ import random
 import struct
 import sys
 import time
+from urllib.parse import urlencode
 
 import requests
 import websocket
@@ -154,19 +155,14 @@ def subscribe(url, token=None, channels=(), since=None, prefix="/rulecast", max_
     notify = on_status or (lambda state, detail: None)
     channels, base, last, delay = list(channels), _ws_url(url, prefix), since, FIRST_DELAY
     while True:
-        # Sent right after the handshake, before the welcome, so no live message can
-        # slip in between the subscriptions and the resume.
-        frames = [{"type": "subscribe", "channel": c} for c in channels]
-        target = base
-        if last is not None and channels:
-            # The query's resume runs before any subscribe frame, so it would miss the
-            # topics; a resume frame after them covers every channel.
-            frames.append({"type": "resume", "since": last})
-        elif last is not None:
-            target = "%s?since=%d" % (base, last)
-        if not token and not frames:
-            # An anonymous server waits a second for an auth frame; any frame ends that.
-            frames.append({"type": "ping"})
+        # Channels and resume point in the URL: the server subscribes every channel
+        # before it replays, so the replay is one stream in id order.
+        query = [("channel", c) for c in channels]
+        if last is not None:
+            query.append(("since", last))
+        target = base + ("?" + urlencode(query) if query else "")
+        # An anonymous server waits a second for an auth frame; any frame ends that.
+        frames = [] if token else [{"type": "ping"}]
         welcome, connected, pending = None, False, collections.deque(channels)
         try:
             ws = _connect(target, token, frames)

@@ -5,6 +5,7 @@ from collections import deque
 
 import gevent
 from gevent.event import Event
+from gevent.socket import wait_read
 
 from rulecast.message import dumps, ws_frame
 from rulecast.websocket import close_frame
@@ -219,11 +220,28 @@ class StreamConnection(Connection):
 
     def stream(self):
         """The response body: queued events as they come, heartbeats in between."""
+        watcher = gevent.spawn(self._watch_hangup)
         try:
             yield b"retry: 2000\n\n"
             while not (self.closed and not self.queue):
                 yield self._take(self.heartbeat) or b": heartbeat\n\n"
         finally:
+            watcher.kill()
+            self.close()
+
+    def _watch_hangup(self):
+        # An event stream's client sends nothing: its socket turning readable means it
+        # hung up. Without this, a gone client would hold its place until a heartbeat
+        # write failed, half a minute later.
+        sock = self.environ.get("rulecast.socket")
+        if sock is None:
+            return
+        try:
+            wait_read(sock.fileno())
+            gone = not sock.recv(1, socket.MSG_PEEK)
+        except OSError:
+            gone = True
+        if gone:
             self.close()
 
     def abort(self):

@@ -101,12 +101,13 @@ class Session:
                 self._welcome(identity or ANONYMOUS)
                 if identity is not None:
                     first = None
-        since = parse_qs(self.environ.get("QUERY_STRING", "")).get("since")
+        query = parse_qs(self.environ.get("QUERY_STRING", ""))
+        for channel in query.get("channel", ()):
+            # Subscribed before the resume: one replay covers them all, in id order.
+            self._answer_frame({"type": "subscribe", "channel": channel})
+        since = query.get("since")
         if since:
-            try:
-                self.on_resume({"since": since[0]})
-            except FrameError as exc:
-                self._error(exc)
+            self._answer_frame({"type": "resume", "since": since[0]})
         text = first if first is not None else self.ws.receive()
         while text is not None and not self.conn.closed:
             self._handle(text)
@@ -149,20 +150,28 @@ class Session:
     def _handle(self, text):
         """Answer one client frame; a bad one gets an error frame, never a close."""
         try:
-            if not self._allowed():
-                raise FrameError("rate_limited", "more than %g frames per second; slow down"
-                                 % self.rate)
-            try:
-                frame = json.loads(text)
-            except ValueError as exc:
-                raise FrameError("bad_request", "frame is not valid JSON: %s" % exc) from None
-            if not isinstance(frame, dict):
-                raise FrameError("bad_request", "frame must be a JSON object with a 'type'")
-            handler = self.HANDLERS.get(frame.get("type"))
-            if handler is None:
-                raise FrameError("bad_request", "unknown frame type %r; known: %s"
-                                 % (frame.get("type"), ", ".join(sorted(self.HANDLERS))))
-            handler(self, frame)
+            self._answer_frame(self._parse(text))
+        except FrameError as exc:
+            self._error(exc)
+
+    def _parse(self, text):
+        if not self._allowed():
+            raise FrameError("rate_limited", "more than %g frames per second; slow down"
+                             % self.rate)
+        try:
+            frame = json.loads(text)
+        except ValueError as exc:
+            raise FrameError("bad_request", "frame is not valid JSON: %s" % exc) from None
+        if not isinstance(frame, dict):
+            raise FrameError("bad_request", "frame must be a JSON object with a 'type'")
+        if frame.get("type") not in self.HANDLERS:
+            raise FrameError("bad_request", "unknown frame type %r; known: %s"
+                             % (frame.get("type"), ", ".join(sorted(self.HANDLERS))))
+        return frame
+
+    def _answer_frame(self, frame):
+        try:
+            self.HANDLERS[frame["type"]](self, frame)
         except FrameError as exc:
             self._error(exc)
 

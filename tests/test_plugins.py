@@ -37,3 +37,12 @@ def test_missing_plugin_module_named_clearly():
     """A plugin that cannot be imported is reported with its name and the fix."""
     with pytest.raises(PluginError, match="cannot import 'no_such_addon'.*installed"):
         manager(["no_such_addon"])
+
+
+def test_inbox_uses_identify_hook(make_server):
+    """The inbox finds the user as the sockets do: through rulecast_identify."""
+    s = make_server(plugins=["tests.plugin_example"])
+    mid = s.publish("user:pat", {"title": "for pat"})
+    r = requests.get(s.url + "/rulecast/api/notifications", cookies={"app_session": "pat"})
+    assert r.status_code == 200
+    assert r.json()["user"] == "pat" and [m["id"] for m in r.json()["messages"]] == [mid]

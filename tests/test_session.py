@@ -318,3 +318,22 @@ def test_bad_since_in_query_is_bad_request(server):
     assert error["code"] == "bad_request" and "since" in error["message"]
     c.send({"type": "ping"})
     assert c.recv() == {"type": "pong"}
+
+
+def test_channels_in_query_replay_in_id_order(server):
+    """?channel= subscribes before the ?since replay: one replay, strictly in id order."""
+    token = server.token("oli")
+    since = server.publish("user:oli", {"n": 0})
+    ids = [server.publish(ch, {"n": n}) for n, ch in enumerate(
+        ["topic:public-q", "user:oli", "topic:public-q", "user:oli"], 1)]
+    c = server.connect(token=token, query="channel=topic:public-q&since=%d" % since)
+    c.recv_type("welcome")
+    assert c.recv() == {"type": "subscribed", "channel": "topic:public-q"}
+    assert [m["id"] for m in c.messages(4)] == ids
+
+
+def test_forbidden_channel_in_query_is_an_error_frame(server):
+    """A channel in the query the identity may not hear gets a forbidden error frame."""
+    c = server.connect(token=server.token("pam"), query="channel=topic:secret")
+    c.recv_type("welcome")
+    assert c.recv()["code"] == "forbidden"

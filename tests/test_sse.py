@@ -113,3 +113,18 @@ def test_sse_stream_ends_on_graceful_stop(make_server):
     s.proc.terminate()
     list(stream.lines)  # returns only when the server ends the stream (else: read timeout)
     assert s.proc.wait(10) == 0
+
+
+def test_sse_client_hangup_frees_its_place_at_once(make_server):
+    """A client that closes its stream stops counting as a connection right away."""
+    import time
+    s = make_server()
+    r = open_stream(s, s.token("amy"))
+    stream = Stream(r)
+    stream.next_event()
+    assert requests.get(s.url + "/rulecast/healthz").json()["connections"] == 1
+    r.close()
+    deadline = time.time() + 3  # without watching for the hang-up it took ~30 s
+    while requests.get(s.url + "/rulecast/healthz").json()["connections"] != 0:
+        assert time.time() < deadline, "the closed stream still counts"
+        time.sleep(0.05)
