@@ -1,4 +1,4 @@
-"""The `rulecast` command: serve, token, listen, check, explain, reload."""
+"""The `rulecast` command: serve, token, listen, check, explain, reload, genconfig."""
 import argparse
 import logging
 import sys
@@ -151,6 +151,13 @@ def cmd_reload(args):
     return 0
 
 
+def cmd_genconfig(args):
+    """Print a complete rulecast.yaml: every key at its default, with comments."""
+    from rulecast.genconfig import generate
+    sys.stdout.write(generate())
+    return 0
+
+
 def parser():
     p = argparse.ArgumentParser(prog="rulecast", description="Live, rule-driven "
                                 "notifications for Python web applications.")
@@ -172,6 +179,7 @@ def parser():
     s.add_argument("--workers", metavar="N", type=lambda v: int(v) if v.isdigit() else v,
                    help="worker processes, or 'auto'")
     s.add_argument("--app", metavar="MODULE:ATTR", help="WSGI application to co-host")
+    s.add_argument("--log-json", action="store_true", help="log one JSON object per line")
 
     t = with_config(command("token", cmd_token, cmd_token.__doc__))
     t.add_argument("user")
@@ -197,13 +205,15 @@ def parser():
     e.add_argument("--json", action="store_true", help="print the report as JSON")
 
     with_config(command("reload", cmd_reload, cmd_reload.__doc__))
+
+    command("genconfig", cmd_genconfig, cmd_genconfig.__doc__)
     return p
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from rulecast import logs
+    logs.setup(as_json=getattr(args, "log_json", False))
     try:
         return args.func(args)
     except KeyboardInterrupt:

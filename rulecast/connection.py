@@ -7,6 +7,7 @@ import gevent
 from gevent.event import Event
 from gevent.socket import wait_read
 
+from rulecast.logs import fields
 from rulecast.message import dumps, ws_frame
 from rulecast.websocket import close_frame
 
@@ -35,6 +36,7 @@ class Connection:
         self.queue = deque()
         self.wakeup = Event()
         self.closed = False
+        self.close_code = None
         #: The largest live message id queued: a repeat from the bus is skipped.
         self.last_id = 0
         #: Where the client said it stopped (``since``): channels it subscribes to later
@@ -99,6 +101,8 @@ class Connection:
         if self.closed:
             return
         self.closed = True
+        #: The close code this connection ended with (the first one given).
+        self.close_code = code
         self.hub.remove(self)
         if code == 1013:
             self.queue.clear()
@@ -228,6 +232,8 @@ class StreamConnection(Connection):
         finally:
             watcher.kill()
             self.close()
+            log.info("connection closed", extra=fields(
+                transport="sse", user=self.identity.user, code=self.close_code))
 
     def _watch_hangup(self):
         # An event stream's client sends nothing: its socket turning readable means it

@@ -2,6 +2,7 @@
 import logging
 
 from rulecast import rules as rules_module
+from rulecast.logs import fields
 from rulecast.registry import Compiler, Registry
 from rulecast.templates import Templates
 from rulecast.webhooks import redact
@@ -45,7 +46,7 @@ class Context:
         if self.logs is not None:
             self.logs.append((level, text))
         else:
-            log.log(logging.getLevelName(level.upper()), "rule %s: %s", self.rule, text)
+            log.log(logging.getLevelName(level.upper()), text, extra=fields(rule=self.rule))
 
 
 class Engine:
@@ -72,11 +73,15 @@ class Engine:
                 self.hook.rulecast_event_received(event=event)
             except Exception:
                 log.exception("plugin hook rulecast_event_received failed on %r", event)
+            before, hits = len(messages), []
             for rule in self.ruleset.for_type(event.type):
                 if self._run(rule, event, Context(rule.name, messages, webhooks)):
-                    matched.append(rule.name)
+                    hits.append(rule.name)
                     if rule.stop:
                         break
+            matched += hits
+            log.info("event", extra=fields(type=event.type, id=event.id, matched=hits,
+                                           messages=len(messages) - before))
         ids = [m.id for m in self.bus.publish_many(messages)] if messages else []
         for request in webhooks:
             self.sender.send(request)
@@ -102,8 +107,9 @@ class Engine:
     def _failed(self, rule, where, exc):
         rule.failures += 1
         self.metrics.rule_failures.labels(rule.name).inc()
-        log.warning("rule %s (%s:%d): %s failed: %s: %s", rule.name, rule.file, rule.line,
-                    where, type(exc).__name__, exc)
+        log.warning("rule failed", extra=fields(
+            rule=rule.name, at="%s:%d" % (rule.file, rule.line), where=where,
+            error="%s: %s" % (type(exc).__name__, exc)))
 
 
 def explain(ruleset, event):

@@ -14,6 +14,7 @@ from rulecast.config_schema import is_redis
 from rulecast.engine import Engine, load_rules
 from rulecast.hub import Hub
 from rulecast.inprocess import deferring
+from rulecast.logs import new_request_id
 from rulecast.metrics import Metrics
 from rulecast.session import Session
 from rulecast.store import open_store
@@ -102,6 +103,7 @@ class Server:
 
     def wsgi(self, environ, start_response):
         """The one WSGI entry: the WebSocket, rulecast's API, or the co-hosted app."""
+        new_request_id(environ.get("HTTP_X_REQUEST_ID"))
         path = environ["PATH_INFO"]
         if path == self.ws_path and environ.get("wsgi.websocket") is not None:
             Session(self, environ).run()

@@ -11,6 +11,7 @@ from rulecast.bus import BusUnavailable
 from rulecast.channels import ANONYMOUS, ChannelError, parse as parse_channel
 from rulecast.connection import WebSocketConnection
 from rulecast.identity import from_token, identify
+from rulecast.logs import fields
 from rulecast.message import dumps
 from rulecast.tokens import InvalidToken
 from rulecast.websocket import Close
@@ -61,6 +62,7 @@ class Session:
         self.welcomed = False
 
     def run(self):
+        started = time.monotonic()
         try:
             self._serve()
         except Close as close:
@@ -71,6 +73,9 @@ class Session:
         finally:
             self.conn.close(1000)
             self.conn.join(self.conn.close_timeout)
+            log.info("connection closed", extra=fields(
+                transport="websocket", user=self.conn.identity.user, code=self.conn.close_code,
+                seconds=round(time.monotonic() - started, 3)))
 
     def _fail(self, code, reason):
         self.server.metrics.client_errors.labels(str(code)).inc()
@@ -142,6 +147,8 @@ class Session:
             hub.subscribe(conn, channel)
             conn.live_after(channel, last_id)
         self.welcomed = True
+        log.info("connection open", extra=fields(
+            transport="websocket", user=identity.user, channels=len(conn.channels)))
         conn.send({"type": "welcome", "user": identity.user,
                    "channels": sorted(conn.channels), "last_id": last_id})
 

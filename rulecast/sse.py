@@ -1,10 +1,15 @@
 """Server-sent events at `/rulecast/sse`: the same messages as the WebSocket, one way."""
 from urllib.parse import parse_qs
 
+import logging
+
 from rulecast.channels import ANONYMOUS, ChannelError, parse as parse_channel
 from rulecast.connection import StreamConnection
 from rulecast.identity import identify
+from rulecast.logs import fields
 from rulecast.tokens import InvalidToken
+
+log = logging.getLogger("rulecast.sse")
 
 __all__ = ["stream"]
 
@@ -60,6 +65,8 @@ def stream(server, environ):
         conn.live_after(channel, last_id)
     conn.send({"type": "welcome", "user": identity.user, "channels": sorted(conn.channels),
                "last_id": last_id})
+    log.info("connection open", extra=fields(transport="sse", user=identity.user,
+                                             channels=len(conn.channels)))
     if since is not None:
         conn.resume(server.store, since)
     return conn.stream()

@@ -7,6 +7,7 @@ import time
 
 import gevent
 
+from rulecast import logs
 from rulecast.config_schema import is_redis
 from rulecast.nanomsg_io import clean_run_dir
 
@@ -101,10 +102,7 @@ class Supervisor:
         self.children[pid] = (role, slot, time.monotonic())
 
     def _child(self, role, slot):
-        name = role if slot is None else "%s-%d" % (role, slot)
-        for handler in logging.getLogger().handlers:
-            handler.setFormatter(logging.Formatter(
-                "%(asctime)s %(levelname)s " + name + " %(name)s: %(message)s"))
+        logs.set_process(role if slot is None else "%s-%d" % (role, slot))
         if role == "sequencer":
             from rulecast.sequencer import Sequencer
             Sequencer(self.config, self.run_dir, self.config.workers).run()

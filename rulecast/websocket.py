@@ -13,6 +13,7 @@ from geventwebsocket.exceptions import WebSocketError
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Header, Stream, WebSocket as _WebSocket
 
+from rulecast.logs import fields
 from rulecast.message import ws_frame
 
 access_log = logging.getLogger("rulecast.access")
@@ -147,10 +148,12 @@ class Handler(WebSocketHandler):
     def log_request(self):
         status = (self._orig_status or self.status or "000").split()[0]
         duration = (self.time_finish - self.time_start) if self.time_finish else 0.0
-        access_log.info('%s "%s" %s %s %.4f', self.client_address[0] if isinstance(
-            self.client_address, tuple) else self.client_address,
-            _TOKEN_IN_URL.sub(r"\1[redacted]", self.requestline or ""), status,
-            self.response_length or "-", duration)
+        client = self.client_address
+        access_log.info("request", extra=fields(
+            client=client[0] if isinstance(client, tuple) else client,
+            request_line=_TOKEN_IN_URL.sub(r"\1[redacted]", self.requestline or ""),
+            status=int(status) if status.isdigit() else status,
+            bytes=self.response_length or 0, seconds=round(duration, 4)))
 
     def get_environ(self):
         env = super().get_environ()

@@ -76,7 +76,7 @@ def test_failing_action_counted_others_run(make_server, tmp_path):
     assert counts["broken"] == (1, 1) and counts["to-owner"] == (1, 0)
     s.stop()
     log = s.output()
-    assert "rule broken" in log and "missing_key" in log
+    assert "rule failed rule=broken" in log and "missing_key" in log
     assert "still runs after a failing action" in log
 
 

@@ -1,6 +1,8 @@
 """The bus: carries messages from whoever publishes to the hub of every worker."""
 import logging
 
+from rulecast.logs import fields
+
 __all__ = ["Bus", "BusUnavailable"]
 
 log = logging.getLogger("rulecast.bus")
@@ -46,6 +48,7 @@ class Bus:
         messages = self._sequence(items)
         self.metrics.published.inc(len(messages))
         for message in messages:
+            log.info("message", extra=fields(id=message.id, channel=message.channel))
             try:
                 self.hook.rulecast_message_published(message=message)
             except Exception:
