@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test system install clean
+.PHONY: run test system install clean docs
 
 # The demo intranet keeps its content in memory, so it runs as one worker.
 run: $(STAMP)
@@ -15,6 +15,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 install: $(STAMP)
+
+# The documentation site in docs/_build/html; warnings are errors (a broken link fails).
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 # Debian packages the build or the tests need, installed only when missing:
 # nanomsg for the workers' bus, redis-server and chromium for the tests.
@@ -32,8 +36,8 @@ system:
 
 $(STAMP): setup.py | system
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,docs]'
 	touch $@
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info docs/_build

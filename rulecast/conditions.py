@@ -51,7 +51,8 @@ class FieldTest(fields.Field):
     """``{name: object.state, <operator>: value}`` with exactly one operator, loaded as
     ``(name, operator, value)``."""
 
-    default_error_messages = {"null": "must be a mapping like {name: object.state, equals: x}"}
+    # marshmallow formats these messages: literal braces are doubled.
+    default_error_messages = {"null": "must be a mapping like {{name: object.state, equals: x}}"}
 
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, dict):

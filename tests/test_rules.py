@@ -164,3 +164,14 @@ def test_missing_path_reported(tmp_path, compiler):
     """A rules path that does not exist is a problem."""
     ruleset = load([str(tmp_path / "nope")], compiler)
     assert "no such rules file or folder" in str(ruleset.problems[0])
+
+
+def test_null_field_options_reported_not_crashing(tmp_path, compiler):
+    """`- field: null` is a problem naming the shape wanted, not a crash."""
+    found = problems(tmp_path, compiler, """
+        - name: a
+          on: x
+          if: [{field: null}]
+          then: [{log: {message: hi}}]
+    """)
+    assert found and "must be a mapping like {name: object.state" in found[0]
