@@ -208,6 +208,8 @@ def create_app(server):
     app.config["MAX_CONTENT_LENGTH"] = 16 * server.config.limits.max_message_bytes
     app.json.sort_keys = False
     app.register_blueprint(bp, url_prefix=server.config.prefix)
+    from rulecast import admin
+    app.register_blueprint(admin.bp, url_prefix=server.config.prefix)
 
     @app.before_request
     def _limit_publish():

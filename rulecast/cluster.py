@@ -23,6 +23,7 @@ class Cluster:
         self.run_dir = run_dir
         self.worker = worker
         self.greenlet = None
+        self._presence_version = None
 
     def start(self):
         self.greenlet = gevent.spawn(self._loop)
@@ -30,7 +31,7 @@ class Cluster:
     def stop(self):
         if self.greenlet is not None:
             self.greenlet.kill()
-        for suffix in (".json", ".prom"):
+        for suffix in (".json", ".prom", ".presence"):
             path = self._path(self.worker, suffix)
             if os.path.exists(path):
                 os.unlink(path)
@@ -56,6 +57,18 @@ class Cluster:
             status["alive"] = now - status["time"] < 3 * self.every
             found.append(status)
         return found
+
+    def users(self, channel):
+        """Who is subscribed to ``channel`` on any worker of this host."""
+        users = set(self.server.hub.users(channel))
+        for path in glob.glob(os.path.join(self.run_dir, "worker-*.presence")):
+            if path != self._path(self.worker, ".presence"):
+                try:
+                    with open(path) as f:
+                        users.update(json.load(f).get(channel, ()))
+                except (OSError, ValueError):
+                    pass  # being replaced, or gone with its worker
+        return users
 
     def metrics(self):
         """All workers' metrics in one exposition, each sample labelled ``worker``."""
@@ -97,6 +110,9 @@ class Cluster:
         while True:
             self._write(".json", json.dumps(self.status()).encode())
             self._write(".prom", self.server.metrics.render())
+            if self.server.hub.version != self._presence_version:
+                self._presence_version = self.server.hub.version
+                self._write(".presence", json.dumps(self.server.hub.presence()).encode())
             gevent.sleep(self.every)
 
 

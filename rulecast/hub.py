@@ -14,6 +14,8 @@ class Hub:
         self.metrics = metrics
         self.subscribers = {}  # channel -> set of connections
         self.connections = set()
+        #: Bumped whenever a subscription changes, so presence is written only then.
+        self.version = 0
 
     def add(self, connection):
         self.connections.add(connection)
@@ -22,9 +24,11 @@ class Hub:
     def subscribe(self, connection, channel):
         connection.channels.add(channel)
         self.subscribers.setdefault(channel, set()).add(connection)
+        self.version += 1
 
     def unsubscribe(self, connection, channel):
         connection.channels.discard(channel)
+        self.version += 1
         subs = self.subscribers.get(channel)
         if subs is not None:
             subs.discard(connection)
@@ -39,6 +43,20 @@ class Hub:
         for channel in tuple(connection.channels):
             self.unsubscribe(connection, channel)
         self.metrics.connections.set(len(self.connections))
+
+    def users(self, channel):
+        """The users (not anonymous connections) subscribed to ``channel`` here."""
+        return {c.identity.user for c in self.subscribers.get(channel, ())
+                if c.identity.user is not None}
+
+    def presence(self):
+        """Every channel with identified subscribers, and who they are."""
+        found = {}
+        for channel, connections in self.subscribers.items():
+            users = sorted({c.identity.user for c in connections if c.identity.user is not None})
+            if users:
+                found[channel] = users
+        return found
 
     def deliver(self, message):
         """Queue ``message`` on every connection subscribed to its channel."""

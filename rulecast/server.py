@@ -112,6 +112,10 @@ class Server:
             return self.flask(environ, start_response)
         return self.app(environ, start_response)
 
+    def users(self, channel):
+        """Who is subscribed to ``channel`` in every worker of this host."""
+        return self.cluster.users(channel) if self.cluster else self.hub.users(channel)
+
     def reload_rules(self):
         """Re-read the rules; with any problem the running set stays. Connections stay."""
         ruleset = load_rules(self.config.rules, self.hook)

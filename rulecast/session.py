@@ -232,6 +232,13 @@ class Session:
         conn.cursor = since if conn.cursor is None else min(conn.cursor, since)
         conn.resume(self.server.store, since)
 
+    def on_presence(self, frame):
+        channel = self._channel(frame)
+        if not self.server.policy.may_subscribe(self.conn.identity, channel):
+            raise FrameError("forbidden", "not allowed to see who is on %r" % channel)
+        self.conn.send({"type": "presence", "channel": channel,
+                        "users": sorted(self.server.users(channel))})
+
     def on_ping(self, frame):
         self.conn.send({"type": "pong"})
 
@@ -277,4 +284,5 @@ class Session:
         return {k: v for k, v in self.environ.items() if k in calls.INHERITED}
 
     HANDLERS = {"subscribe": on_subscribe, "unsubscribe": on_unsubscribe, "resume": on_resume,
-                "ping": on_ping, "auth": on_auth, "publish": on_publish, "call": on_call}
+                "ping": on_ping, "auth": on_auth, "publish": on_publish, "call": on_call,
+                "presence": on_presence}
