@@ -1,8 +1,10 @@
-"""Fan-out benchmark: N raw-socket subscribers on one topic, a paced publisher, server cost."""
+"""Fan-out benchmark: N raw-socket subscribers on one topic, a publisher, server cost."""
 import argparse
 import base64
+import ctypes
 import hashlib
 import http.client
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -10,11 +12,13 @@ import re
 import resource
 import select
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,10 +26,14 @@ KEY, CHANNEL, SERVER_CPU, CLIENT_CPU = "bench-key", "topic:bench", 0, 1
 RUN_SECONDS = 60  # overall deadline of one run: start, connect, publish, drain
 IDLE_DRAIN = 5.0  # once all is published, give up on the rest after this long without a delivery
 IN_FLIGHT = 64  # gevent listens with backlog 128; overflowing it costs a 1 s SYN retry per socket
+PUBLISHERS = 4  # keep-alive publisher connections in parallel in throughput mode
+START_SECONDS = 20  # for the server to listen and, with workers, for all of them to report
+STOP_SECONDS = 30  # for the server to stop politely (a supervisor stops workers, then sequencer)
+MAX_PROCS = 256  # bound on the server's process tree walk
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-# The server encodes compactly in a fixed key order, so t and n are found without json.loads,
-# which would otherwise be most of the client's cost per delivery.
-MESSAGE, T_N = b'{"type":"message"', re.compile(rb'"data":\{"t":([-0-9.eE+]+),"n":(\d+)\}')
+# The server encodes compactly in a fixed key order, so id, t and n are found without
+# json.loads, which would otherwise be most of the client's cost per delivery.
+MESSAGE = re.compile(rb'\{"type":"message","id":(\d+),.*?"data":\{"t":([-0-9.eE+]+),"n":(\d+)\}')
 PROBLEM = re.compile(r"ERROR|CRITICAL|Traceback|WARNING")
 
 
@@ -37,66 +45,199 @@ def raise_nofile():
         pass  # an unlimited hard limit is refused as a soft one: keep the soft limit
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def server_preexec():
+    """In the server's process before exec: more descriptors, and SIGTERM when the bench
+    dies, even by SIGKILL (a test's timeout), so the server never outlives it."""
+    raise_nofile()
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def pin(cpu):
+    """Run on ``cpu`` only; for the bench's own children, and die with the bench."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     try:
         os.sched_setaffinity(0, {cpu})
     except OSError:
         pass  # a one-CPU machine: measure anyway; the busy shares show the contention
 
 
+# -- the server's processes -------------------------------------------------------------
+
 def proc_stats(pid):
-    """(utime + stime in seconds, VmRSS in KiB) of process ``pid``."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()  # fields 14, 15 after a name with spaces
-    with open("/proc/%d/status" % pid) as f:
-        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    """(utime + stime in seconds, VmRSS in KiB) of process ``pid``; None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # fields 14, 15 after a name with spaces
+        with open("/proc/%d/status" % pid) as f:
+            rss = next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+    except (OSError, IndexError, ValueError):
+        return None
+    if fields[0] == "Z":
+        return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), rss
 
 
-def start_server(tmp):
-    """A `rulecast serve` on a free port, pinned to SERVER_CPU; returns (Popen, port)."""
+def fd_count(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return 0
+
+
+def process_tree(pid):
+    """``pid`` and all its descendants, from the ``children`` file of each of their threads
+    (/proc/PID/task/TID/children), parents first; at most MAX_PROCS of them."""
+    found, todo = [], [pid]
+    while todo and len(found) < MAX_PROCS:
+        p = todo.pop(0)
+        if p in found:
+            continue
+        found.append(p)
+        try:
+            tids = os.listdir("/proc/%d/task" % p)
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open("/proc/%d/task/%s/children" % (p, tid)) as f:
+                    todo += [int(c) for c in f.read().split()]
+            except (OSError, ValueError):
+                pass
+    return found
+
+
+def sample(pids):
+    """{pid: (cpu s, rss KiB) or None} for ``pids``."""
+    return {p: proc_stats(p) for p in pids}
+
+
+def group_members(pgid):
+    """Live (non-zombie) processes whose process group is ``pgid``."""
+    members = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % name) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(name))
+    return members
+
+
+def log_problems(path):
+    """The server log's WARNING/ERROR lines, each traceback as its last line (the error)."""
+    problems, in_traceback = [], False
+    with open(path, errors="replace") as f:
+        for line in f:
+            line = line.rstrip()
+            if in_traceback and line and not line[0].isspace():
+                problems.append("Traceback: " + line)
+                in_traceback = False
+            if line.startswith("Traceback"):
+                in_traceback = True
+            elif not in_traceback and PROBLEM.search(line):
+                problems.append(line)
+    return problems
+
+
+def http_get(port, path, timeout=2.0):
+    """(status, body bytes) of a GET on the server; (None, error text) when it failed."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read()
+    except (OSError, http.client.HTTPException) as exc:
+        return None, str(exc)
+    finally:
+        conn.close()
+
+
+def start_server(tmp, workers, messages):
+    """A `rulecast serve --workers N` on a free port, in its own session (so its whole
+    process tree can be killed as one group), pinned to SERVER_CPU only when N == 1;
+    returns (Popen, port, {pid: role}) once it answers and, with N > 1, all N workers
+    report alive in /healthz."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # The queue and history bounds sit above the run's message count: the load client
+    # never resumes, so a 1013 close or a pruned gap would read as loss, not as a bug.
     with open(os.path.join(tmp, "rulecast.yaml"), "w") as f:
         json.dump({"secret": "bench-secret-0123456789", "api_keys": [KEY], "rules": [],
                    "public_topics": ["bench*"],
-                   "limits": {"max_connections": 50000, "send_queue": 10000}}, f)  # JSON is YAML
+                   "history": {"max_per_channel": max(1000, 2 * messages + 1000)},
+                   "limits": {"max_connections": 50000,
+                              "send_queue": max(10000, messages + 1000)}}, f)  # JSON is YAML
     cmd = [sys.executable, "-m", "rulecast", "serve", "--config", "rulecast.yaml",
-           "--listen", "127.0.0.1:%d" % port, "--workers", "1"]
-    if shutil.which("taskset"):  # taskset execs, so the PID we hold is the server's own
+           "--listen", "127.0.0.1:%d" % port, "--workers", str(workers)]
+    if workers == 1 and shutil.which("taskset"):  # taskset execs: the PID is the server's
         cmd = ["taskset", "-c", str(SERVER_CPU)] + cmd
     with open(os.path.join(tmp, "server.log"), "wb") as log:
         proc = subprocess.Popen(cmd, cwd=tmp, stdout=log, stderr=subprocess.STDOUT,
-                                env=dict(os.environ, PYTHONPATH=ROOT), preexec_fn=raise_nofile)
-    for _ in range(300):  # 15 s; it listens only once fully set up
-        time.sleep(0.05)
-        try:
-            socket.create_connection(("127.0.0.1", port), 1).close()
-            return proc, port
-        except OSError:
-            if proc.poll() is not None:
-                break
+                                env=dict(os.environ, PYTHONPATH=ROOT),
+                                preexec_fn=server_preexec, start_new_session=True)
+    why, end = "", time.time() + START_SECONDS
+    try:
+        while time.time() < end and proc.poll() is None:
+            time.sleep(0.05)
+            status, body = http_get(port, "/rulecast/healthz")
+            if status != 200:
+                why = "healthz: %s" % (status or body)
+                continue
+            health = json.loads(body)
+            roles = {proc.pid: "server" if workers == 1 else "supervisor"}
+            alive = [w for w in health.get("workers", ()) if w.get("alive")]
+            if workers > 1 and len(alive) < workers:
+                why = "healthz: %d of %d workers alive" % (len(alive), workers)
+                continue
+            roles.update((w["pid"], "worker-%d" % w["worker"]) for w in alive)
+            return proc, port, roles
+    except BaseException:
+        stop_server(proc)
+        raise
     stop_server(proc)
-    with open(os.path.join(tmp, "server.log")) as f:
-        raise RuntimeError("server did not start:\n" + f.read())
+    with open(os.path.join(tmp, "server.log"), errors="replace") as f:
+        raise RuntimeError("server did not start (%s):\n%s" % (why or "exited", f.read()))
 
 
 def stop_server(proc):
-    proc.terminate()
+    """SIGTERM to the server (a supervisor then stops its workers and its sequencer), and
+    SIGKILL to whatever of its process group is still there after that; returns the
+    members that had to be killed."""
+    pgid = proc.pid  # start_new_session: the server leads its own process group
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            pass
+    left = group_members(pgid)
     try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(pgid, signal.SIGKILL)  # the leader too, if it did not stop in time
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
         proc.wait(5)
+    except subprocess.TimeoutExpired:
+        left.append(proc.pid)
+    return left
 
+
+# -- the load client ----------------------------------------------------------------------
 
 class Sub:
     """One subscriber socket. state: 0 TCP connecting, 1 HTTP upgrade, 2 WebSocket, 3 ready."""
-    __slots__ = ("sock", "buf", "state", "accept", "seen", "last_n")
+    __slots__ = ("sock", "buf", "state", "accept", "seen", "last_id")
 
     def __init__(self, port):
-        self.sock, self.buf, self.state, self.seen, self.last_n = socket.socket(), b"", 0, 0, -1
+        self.sock, self.buf, self.state, self.seen, self.last_id = socket.socket(), b"", 0, 0, 0
         self.sock.setblocking(False)
         self.sock.connect_ex(("127.0.0.1", port))  # EINPROGRESS; EPOLLOUT tells when done
 
@@ -132,11 +273,13 @@ def client_main(pipe, port, n, deadline):
             if pos + hl + ln > size:
                 break
             start, pos = pos + hl, pos + hl + ln
-            m = T_N.search(buf, start, pos) if buf.startswith(MESSAGE, start) else None
-            if m and int(m.group(2)) > s.last_n:
-                s.last_n, st["received"], st["last"] = int(m.group(2)), st["received"] + 1, now
-                lat.append(now - float(m.group(1)))
-            elif m:  # the hub promises each connection increasing ids
+            m = MESSAGE.match(buf, start, pos)
+            # Ids, not n: with parallel publishers the server may number them in another
+            # order than n, but it promises each connection increasing ids.
+            if m and int(m.group(1)) > s.last_id:
+                s.last_id, st["received"], st["last"] = int(m.group(1)), st["received"] + 1, now
+                lat.append(now - float(m.group(2)))
+            elif m:
                 st["dup"] += 1
             elif op == 8:
                 return drop(fd, s, "server closed with %r" % buf[start:pos][:80])
@@ -210,30 +353,58 @@ def client_main(pipe, port, n, deadline):
     pipe.send(dict(st, busy=busy, p50=q(0.50), p99=q(0.99), max=q(1.0)))
 
 
-def publisher_main(pipe, port, m, rate, deadline):
-    """POSTs ``m`` messages at ``rate``/s on one keep-alive connection; reports what it did."""
-    pin(CLIENT_CPU)  # CPU 0 stays the server's alone
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def publisher_main(pipe, port, m, rate, deadline, connections):
+    """POSTs ``m`` messages, numbered n = 0…m-1, on ``connections`` keep-alive connections
+    (one thread each, taking the next n as soon as its previous publish was answered),
+    paced at ``rate``/s overall, or as fast as the server answers when ``rate`` is None;
+    reports what it did."""
+    pin(CLIENT_CPU)  # CPU 0 stays the server's alone (with one worker)
     headers = {"Authorization": "Bearer " + KEY, "Content-Type": "application/json"}
-    ok, errors, first, t0 = 0, [], None, time.time()
-    for i in range(m):
-        time.sleep(max(0.0, t0 + i / rate - time.time()))  # when behind, at once: pub/s shows it
-        t = time.time()
-        if t > deadline:
-            break
-        first = first or t
-        try:
-            conn.request("POST", "/rulecast/api/publish",
-                         json.dumps({"channel": CHANNEL, "data": {"t": t, "n": i}}), headers)
-            r = conn.getresponse()
-            r.read()
-            ok += r.status == 202
-            errors += [] if r.status == 202 else ["publish: HTTP %d" % r.status]
-        except (OSError, http.client.HTTPException) as exc:
-            errors.append("publish: %r" % exc)
-            conn.close()  # http.client reconnects on the next request
-    pipe.send(dict(ok=ok, errors=errors, first=first or t0, last=time.time()))
+    numbers, t0, done = itertools.count(), time.time(), []
 
+    def publish():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        ok, errors, first, last = 0, [], None, None
+        while True:  # bounded: every thread stops once n reaches m
+            i = next(numbers)
+            if i >= m:
+                break
+            if rate:  # when behind, at once: pub/s shows it
+                time.sleep(max(0.0, t0 + i / rate - time.time()))
+            t = time.time()
+            if t > deadline:
+                break
+            first = first or t
+            try:
+                conn.request("POST", "/rulecast/api/publish",
+                             json.dumps({"channel": CHANNEL, "data": {"t": t, "n": i}}), headers)
+                r = conn.getresponse()
+                r.read()
+                ok += r.status == 202
+                errors += [] if r.status == 202 else ["publish: HTTP %d" % r.status]
+            except (OSError, http.client.HTTPException) as exc:
+                errors.append("publish: %r" % exc)
+                conn.close()  # http.client reconnects on the next request
+            last = time.time()
+        conn.close()
+        done.append(dict(ok=ok, errors=errors, first=first, last=last))
+
+    threads = [threading.Thread(target=publish, daemon=True) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.1, deadline + 12 - time.time()))  # a request times out in 10 s
+    stuck = len(threads) - len(done)
+    done = list(done)
+    firsts = [d["first"] for d in done if d["first"]] or [t0]
+    lasts = [d["last"] for d in done if d["last"]] or [time.time()]
+    pipe.send(dict(ok=sum(d["ok"] for d in done),
+                   errors=["%d publisher connection(s) still stuck at the deadline" % stuck]
+                   * bool(stuck) + [e for d in done for e in d["errors"]],
+                   first=min(firsts), last=max(lasts)))
+
+
+# -- one run ---------------------------------------------------------------------------------
 
 def wait_for(pipe, deadline, what):
     if not pipe.poll(max(0.0, deadline - time.time())):
@@ -241,9 +412,26 @@ def wait_for(pipe, deadline, what):
     return pipe.recv()
 
 
-def run_once(n, args):
+def bus_metrics(port, workers):
+    """(messages refilled from the store, 1013 closes) summed over the workers' /metrics."""
+    if workers > 1:
+        time.sleep(1.1)  # each worker rewrites its figures for the others every second
+    status, body = http_get(port, "/rulecast/metrics", timeout=5)
+    sums = dict.fromkeys(("rulecast_gaps_repaired_total", "rulecast_slow_consumer_closes_total"))
+    if status != 200:
+        return None, None
+    for line in body.decode("utf-8", "replace").splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in sums:
+            sums[name] = (sums[name] or 0) + float(line.rsplit(" ", 1)[1])
+    return tuple(sums.values())
+
+
+def run_once(n, cfg):
+    """One run with ``n`` subscribers; ``cfg``: workers, mode, messages, rate."""
     deadline, ctx = time.time() + RUN_SECONDS, mp.get_context("fork")
-    tmp, proc, kids = tempfile.mkdtemp(prefix="rulecast-bench-"), None, []
+    tmp, proc, kids, problems, notes = tempfile.mkdtemp(prefix="rulecast-bench-"), None, [], [], []
+    throughput = cfg.mode == "throughput"
 
     def spawn(target, *a):
         mine, theirs = ctx.Pipe()
@@ -252,93 +440,287 @@ def run_once(n, args):
         return mine
 
     try:
-        proc, port = start_server(tmp)
-        _, rss0 = proc_stats(proc.pid)
+        proc, port, roles = start_server(tmp, cfg.workers, cfg.messages)
+        pids = process_tree(proc.pid)
+        rss0 = sum(s[1] for s in sample(pids).values() if s)
+        fds0 = {p: fd_count(p) for p in pids}
         client = spawn(client_main, n, deadline)
         connect_s, ready, why = wait_for(client, deadline + 5, "connect report")
-        cpu0, rss1 = proc_stats(proc.pid)
+        # The publish phase starts: the whole tree again, in case a process was restarted.
+        pids = process_tree(proc.pid)
+        before = sample(pids)
+        conns = {p: fd_count(p) - fds0.get(p, 0) for p in pids}
+        rss1 = sum(s[1] for s in before.values() if s)
         client.send("go" if ready else "stop")
         if not ready:
             raise RuntimeError("no subscriber got through: %s" % why)
-        sent = wait_for(spawn(publisher_main, args.messages, args.rate, deadline),
+        sent = wait_for(spawn(publisher_main, cfg.messages, None if throughput else cfg.rate,
+                              deadline, PUBLISHERS if throughput else 1),
                         deadline + 15, "publisher report")
         client.send(ready * sent["ok"])
         wait_for(client, deadline + 5, "end of deliveries")
-        cpu1, wall = proc_stats(proc.pid)[0], time.time() - sent["first"]
+        after, wall = sample(pids), time.time() - sent["first"]
+        born = sorted(set(process_tree(proc.pid)) - set(pids))
+        if born:
+            notes.append("server process(es) %s started during the publish phase (a restart?): "
+                         "their CPU is missing" % born)
         got = wait_for(client, deadline + 30, "client figures")
-        if sent["ok"] + len(sent["errors"]) < args.messages:
+        refilled, slow_closes = bus_metrics(port, cfg.workers)
+        if sent["ok"] + len(sent["errors"]) < cfg.messages:
             sent["errors"].insert(0, "the %d s deadline stopped the publisher after %d messages"
                                   % (RUN_SECONDS, sent["ok"] + len(sent["errors"])))
+    except BaseException:
+        if proc:
+            with open(os.path.join(tmp, "server.log"), errors="replace") as f:
+                tail = f.readlines()[-20:]
+            print("run failed; the end of the server's log:\n" + "".join(tail), file=sys.stderr)
+        raise
     finally:
         for kid in kids:
             kid.terminate()
             kid.join(5)
         if proc:
-            stop_server(proc)
-            with open(os.path.join(tmp, "server.log"), errors="replace") as f:
-                problems = [line.rstrip() for line in f if PROBLEM.search(line)]
+            killed = stop_server(proc)
+            if killed:
+                notes.append("server processes %s were still running after the server's "
+                             "stop and were killed" % killed)
+            problems = log_problems(os.path.join(tmp, "server.log"))
         shutil.rmtree(tmp, ignore_errors=True)
-    return dict(subscribers=n, connect_s=connect_s, failed_connects=n - ready,
-                publish_rate=(sent["ok"] - 1) / max(sent["last"] - sent["first"], 1e-9),
-                publish_errors=len(sent["errors"]), deliveries=got["received"],
-                lost=n * args.messages - got["received"], duplicates=got["dup"],
+    gone = sorted(p for p in pids if not before[p] or not after[p])
+    if gone:
+        notes.append("server process(es) %s ended before or during the publish phase: "
+                     "their CPU is missing" % gone)
+    # Per process, by role: busy share over the publish phase and connections taken
+    # (growth of its open descriptors while the subscribers connected).
+    procs = [dict(role=roles.get(p, "sequencer" if cfg.workers > 1 else "child"), pid=p,
+                  busy=(after[p][0] - before[p][0]) / wall, conns=conns.get(p, 0))
+             for p in pids if before[p] and after[p]]
+    cpu = sum(p["busy"] for p in procs) * wall
+    expected = ready * sent["ok"]
+    return dict(subscribers=n, workers=cfg.workers, mode=cfg.mode, messages=cfg.messages,
+                connect_s=connect_s,
+                failed_connects=n - ready,
+                publish_rate=(sent["ok"] - (0 if throughput else 1))
+                / max(sent["last"] - sent["first"], 1e-9),
+                published=sent["ok"], publish_errors=len(sent["errors"]),
+                deliveries=got["received"], lost=n * cfg.messages - got["received"],
+                undelivered=expected - got["received"], duplicates=got["dup"],
                 closed_by_server=got["closed"], error_frames=got["errors"],
                 deliveries_per_s=got["received"] / max(got["last"] - sent["first"], 1e-9),
+                drain_ms=max(0.0, got["last"] - sent["last"]) * 1000,
                 p50_ms=got["p50"], p99_ms=got["p99"], max_ms=got["max"],
-                cpu_us_per_delivery=(cpu1 - cpu0) * 1e6 / max(got["received"], 1),
-                server_busy=(cpu1 - cpu0) / wall, rss_kib_per_conn=(rss1 - rss0) / n,
+                cpu_us_per_delivery=cpu * 1e6 / max(got["received"], 1),
+                server_busy=cpu / wall, rss_kib_per_conn=(rss1 - rss0) / n,
                 client_busy=got["busy"], server_log_problems=len(problems),
-                notes=sorted(({why or got["why"]} | set(sent["errors"][:1]) | set(problems[:3]))
-                             - {""}))
+                refilled=refilled, slow_closes=slow_closes, procs=procs,
+                notes=sorted(({why or got["why"]} | set(sent["errors"][:1]) | set(problems[:3])
+                              | set(notes)) - {""}))
 
+
+def loss_report(r):
+    """A loud line when deliveries are missing or repeated, else None."""
+    if r["lost"] <= 0 and r["duplicates"] <= 0:
+        return None
+    return ("!!! LOST %d of %d deliveries (%d subscribers failed to connect, %d publishes "
+            "failed, %d accepted messages' deliveries never arrived, %d duplicates, %d "
+            "connections closed by the server): a loss is a bug, see the notes"
+            % (r["lost"], r["subscribers"] * r["messages"],
+               r["failed_connects"], r["publish_errors"], r["undelivered"], r["duplicates"],
+               r["closed_by_server"]))
+
+
+# -- output -------------------------------------------------------------------------------
 
 COLUMNS = [("subs", "subscribers", "%d"), ("connect s", "connect_s", "%.2f"),
            ("pub/s", "publish_rate", "%.1f"), ("deliv/s", "deliveries_per_s", "%.0f"),
+           ("msg/s out", "messages_out", "%.1f"),
            ("p50 ms", "p50_ms", "%.1f"), ("p99 ms", "p99_ms", "%.1f"), ("max ms", "max_ms", "%.1f"),
            ("lost", "lost", "%.0f"), ("srv us/deliv", "cpu_us_per_delivery", "%.1f"),
            ("srv busy", "server_busy", "%.0f%%"), ("srv KiB/conn", "rss_kib_per_conn", "%.1f"),
            ("client busy", "client_busy", "%.0f%%")]
 
 
-def table(rows):
-    cells = [[h for h, _, _ in COLUMNS]] + [
-        [f % (r[k] * 100 if f.endswith("%%") else r[k]) for _, k, f in COLUMNS] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+#: Throughput mode adds how long deliveries went on after the last publish was answered.
+THROUGHPUT_COLUMNS = COLUMNS[:5] + [("drain ms", "drain_ms", "%.0f")] + COLUMNS[5:]
+
+
+def table(rows, columns=COLUMNS):
+    cells = [[h for h, _, _ in columns]] + [
+        [f % (r[k] * 100 if f.endswith("%%") else r[k]) for _, k, f in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells)
+
+
+def summarize(mine):
+    """The medians of one configuration's runs, with every run's notes."""
+    keys = [k for k, v in mine[0].items() if isinstance(v, (int, float))
+            and k not in ("workers", "messages", "refilled", "slow_closes")]
+    result = {k: statistics.median(r[k] for r in mine) for k in keys}
+    for k in ("refilled", "slow_closes"):
+        values = [r[k] for r in mine if r[k] is not None]
+        result[k] = max(values) if values else None
+    result.update(workers=mine[0]["workers"], mode=mine[0]["mode"], messages=mine[0]["messages"],
+                  messages_out=result["deliveries_per_s"] / mine[0]["subscribers"],
+                  lost=max(r["lost"] for r in mine),  # a loss in any run is not averaged away
+                  duplicates=max(r["duplicates"] for r in mine),
+                  notes=sorted({note for r in mine for note in r["notes"]}))
+    return result
+
+
+def headline(cfg, runs):
+    what = ("%d messages as fast as %d connections get answers" % (cfg.messages, PUBLISHERS)
+            if cfg.mode == "throughput" else "%d messages at %g/s" % (cfg.messages, cfg.rate))
+    where = ("server pinned to CPU %d" % SERVER_CPU if cfg.workers == 1 else
+             "server NOT pinned (its %d workers, sequencer and supervisor use both cores, so "
+             "it shares CPU %d with the load client)" % (cfg.workers, CLIENT_CPU))
+    return ("rulecast fan-out, --workers %d, %s mode: %s to %s, median of %d run(s); %s, "
+            "load client and publisher on CPU %d"
+            % (cfg.workers, cfg.mode, what, CHANNEL, runs, where, CLIENT_CPU))
+
+
+def details(results):
+    """The lines below a table: per-process split, bus refills, notes, losses."""
+    lines = []
+    for r in results:
+        n = r["subscribers"]
+        for i, run in enumerate(r["runs"]):
+            if r["workers"] > 1:
+                lines.append("N=%d run %d processes (busy over the publish phase, conns "
+                             "taken): %s" % (n, i + 1, ", ".join(
+                                 "%s %.0f%%%s" % (p["role"], p["busy"] * 100,
+                                                  " %d" % p["conns"] if "worker" in p["role"]
+                                                  else "") for p in run["procs"])))
+        if r["refilled"]:
+            lines.append("N=%d: the bus refilled up to %d messages from the store (drops "
+                         "between the sequencer and a worker)" % (n, r["refilled"]))
+        if r["slow_closes"]:
+            lines.append("N=%d: the server closed up to %d connections as too slow (1013)"
+                         % (n, r["slow_closes"]))
+        for note in r["notes"]:
+            lines.append("N=%d: %s" % (n, note))
+        for run in r["runs"]:
+            loud = loss_report(run)
+            if loud:
+                lines.append("N=%d: %s" % (n, loud))
+    return lines
+
+
+def measure(plans, counts, runs):
+    """Runs every plan (a config) for every N, ``runs`` times, interleaving the plans run
+    by run so that a drift in the machine's load hits them alike; {plan index: results}."""
+    out = {i: [] for i in range(len(plans))}
+    for n in counts:
+        mine = {i: [] for i in range(len(plans))}
+        for k in range(runs):
+            for i, cfg in enumerate(plans):
+                print("N=%d --workers %d %s run %d/%d" % (n, cfg.workers, cfg.mode, k + 1, runs),
+                      file=sys.stderr, flush=True)
+                r = run_once(n, cfg)
+                loud = loss_report(r)
+                if loud:
+                    print(loud, file=sys.stderr, flush=True)
+                mine[i].append(r)
+        for i in mine:
+            out[i].append(dict(summarize(mine[i]), runs=mine[i]))
+    return out
+
+
+RATIOS = {"rate": [("p50 ms", "p50_ms"), ("p99 ms", "p99_ms"), ("max ms", "max_ms"),
+                   ("srv us/deliv", "cpu_us_per_delivery"), ("srv busy", "server_busy"),
+                   ("srv KiB/conn", "rss_kib_per_conn")],
+          "throughput": [("accepted msg/s", "publish_rate"), ("deliveries/s", "deliveries_per_s"),
+                         ("msg/s out", "messages_out"), ("drain ms", "drain_ms"),
+                         ("p50 ms", "p50_ms"),
+                         ("p99 ms", "p99_ms"), ("srv us/deliv", "cpu_us_per_delivery"),
+                         ("srv busy", "server_busy")]}
+
+
+def ratio_table(pairs, many):
+    """``pairs``: (mode label, mode, results of workers 1, results of workers ``many``)."""
+    rows = [("mode", "subs", "figure", "workers 1", "workers %d" % many, "w%d/w1" % many)]
+    for label, mode, one, other in pairs:
+        for a, b in zip(one, other):
+            for name, key in RATIOS[mode] + [("lost", "lost")]:
+                ratio = ("%.2f" % (b[key] / a[key]) if a[key] and key != "lost" else "-")
+                fmt = "%.0f%%" if key == "server_busy" else "%.1f"
+                scale = 100 if key == "server_busy" else 1
+                rows.append((label, "%d" % a["subscribers"], name, fmt % (a[key] * scale),
+                             fmt % (b[key] * scale), ratio))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(r, widths))) for r in rows)
+
+
+def strip(results):
+    return [{k: v for k, v in r.items() if k != "runs"} for r in results]
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--subscribers", default="100,1000", help="comma-separated counts N")
-    p.add_argument("--messages", type=int, default=200, help="messages published per run")
+    p.add_argument("--workers", type=int, default=1,
+                   help="`rulecast serve --workers N`; above 1 the server is not pinned")
+    p.add_argument("--mode", choices=("rate", "throughput"), default="rate",
+                   help="rate: publish at --rate; throughput: as fast as the server answers "
+                        "%d parallel connections" % PUBLISHERS)
+    p.add_argument("--messages", type=int, default=None,
+                   help="messages published per run (default 200 in rate mode, 2000 in "
+                        "throughput mode)")
     p.add_argument("--rate", type=float, default=50, help="messages published per second")
     p.add_argument("--runs", type=int, default=3, help="runs per N; figures are their medians")
+    p.add_argument("--compare", action="store_true",
+                   help="--workers 1 against --workers M (M = --workers if above 1, else 2), "
+                        "in rate mode (--messages at --rate) and in throughput mode "
+                        "(--throughput-messages), with the ratios")
+    p.add_argument("--throughput-messages", type=int, default=2000,
+                   help="with --compare: messages per throughput-mode run")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = p.parse_args(argv)
+    # SIGTERM ends the bench like Ctrl-C: through the finally blocks that stop the server.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     counts = [int(c) for c in args.subscribers.split(",")]
+    if args.workers < 1 or args.runs < 1 or min(counts) < 1:
+        p.error("--workers, --runs and every N must be at least 1")
     raise_nofile()  # the forked load client inherits it
     if max(counts) + 100 > resource.getrlimit(resource.RLIMIT_NOFILE)[0]:
         p.error("%d subscribers need more file descriptors than RLIMIT_NOFILE" % max(counts))
-    results, runs = [], []
-    for n in counts:
-        mine = []
-        for i in range(args.runs):
-            print("N=%d run %d/%d" % (n, i + 1, args.runs), file=sys.stderr, flush=True)
-            mine.append(run_once(n, args))
-        runs += mine
-        results.append({k: statistics.median(r[k] for r in mine) for k in mine[0] if k != "notes"})
-        results[-1]["notes"] = sorted({note for r in mine for note in r["notes"]})
+    if args.messages is None:
+        args.messages = 2000 if args.mode == "throughput" else 200
+    if args.compare:
+        many = max(2, args.workers)
+        plans = [argparse.Namespace(workers=w, mode=m, rate=args.rate,
+                                    messages=args.messages if m == "rate"
+                                    else args.throughput_messages)
+                 for m in ("rate", "throughput") for w in (1, many)]
+    else:
+        plans = [argparse.Namespace(workers=args.workers, mode=args.mode, rate=args.rate,
+                                    messages=args.messages)]
+    out = measure(plans, counts, args.runs)
+    lost = any(r["lost"] > 0 or r["duplicates"] > 0 for rs in out.values() for r in rs)
     if args.json:
-        print(json.dumps({"messages": args.messages, "rate": args.rate, "runs": args.runs,
-                          "results": results, "all_runs": runs}, indent=2))
-        return
-    print("rulecast fan-out: %d messages at %g/s to %s, median of %d run(s)"
-          % (args.messages, args.rate, CHANNEL, args.runs))
-    print(table(results))
-    for r in results:
-        for note in r["notes"]:
-            print("N=%d: %s" % (r["subscribers"], note))
+        print(json.dumps({"runs": args.runs, "configs": [
+            dict(vars(cfg), results=strip(out[i]), all_runs=[x for r in out[i] for x in r["runs"]])
+            for i, cfg in enumerate(plans)], **({} if args.compare else dict(
+                vars(plans[0]), results=strip(out[0]),
+                all_runs=[x for r in out[0] for x in r["runs"]]))}, indent=2))
+        return 1 if lost else 0
+    for i, cfg in enumerate(plans):
+        if i:
+            print()
+        print(headline(cfg, args.runs))
+        print(table(out[i], THROUGHPUT_COLUMNS if cfg.mode == "throughput" else COLUMNS))
+        for line in details(out[i]):
+            print(line)
+    if args.compare:
+        print()
+        print("--workers %d against --workers 1 (medians; lost is the worst run)" % many)
+        print(ratio_table([("rate %g/s" % args.rate, "rate", out[0], out[1]),
+                           ("throughput", "throughput", out[2], out[3])], many))
+    if lost:
+        print("\n!!! DELIVERIES WERE LOST OR DUPLICATED: see the lines starting with !!! "
+              "above. The server refills drops from its store, so this is a bug.")
+    return 1 if lost else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,4 +1,5 @@
 """The supervisor: one listening socket, a sequencer and N workers, kept alive."""
+import ctypes
 import logging
 import os
 import signal
@@ -94,6 +95,7 @@ class Supervisor:
             try:
                 for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     signal.signal(signum, signal.SIG_DFL)
+                _die_with_parent(os.getppid())
                 code = self._child(role, slot)
             except BaseException:
                 log.exception("%s %s failed", role, slot if slot is not None else "")
@@ -168,6 +170,18 @@ class Supervisor:
         self._wait_role("sequencer", self.stop_timeout)
         self.sock.close()
         log.info("stopped")
+
+
+def _die_with_parent(parent):
+    """Have the kernel stop this child (SIGTERM) if the supervisor dies, even by kill -9:
+    orphaned workers would hold the port and serve without a sequencer."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the supervisor's own SIGTERM handling still stops children
+    if os.getppid() != parent:  # the supervisor died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _describe(status):

@@ -217,3 +217,24 @@ def test_worker_crash_loop_stops_the_server(make_server, tmp_path):
     broken.write_text("raise RuntimeError('this app cannot start')\n")
     with pytest.raises(RuntimeError, match="exited 1"):
         make_server(workers=2, app="broken_app:app", extra_path=[str(tmp_path)])
+
+
+def test_children_stop_when_the_supervisor_is_killed(make_server):
+    """kill -9 of the supervisor: the sequencer and workers stop too, none is orphaned."""
+    s = make_server(workers=2)
+    children = children_of(s.proc.pid)
+    assert len(children) == 3
+    s.proc.kill()
+    s.proc.wait(5)
+    deadline = time.time() + 15
+    while any(os.path.exists("/proc/%d" % pid) and _state(pid) != "Z" for pid in children):
+        assert time.time() < deadline, "children outlived the supervisor"
+        time.sleep(0.1)
+
+
+def _state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

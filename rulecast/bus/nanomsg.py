@@ -73,8 +73,16 @@ class NanomsgBus(Bus):
             if answer is not None:
                 answer.set(reply)
 
+    #: Messages handled before the stream lets the connection writers run: recv never
+    #: waits while the SUB socket has data, so without this a burst starves them.
+    yield_every = 32
+
     def _stream(self):
+        handled = 0
         while True:
+            handled += 1
+            if handled % self.yield_every == 0:
+                gevent.sleep(0)
             raw = self.sub.recv()
             frame = json.loads(raw)
             if frame.get("type") == "tick":
