@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test system install clean docs
+.PHONY: run test system install clean docs bench
 
 # The demo intranet keeps its content in memory, so it runs as one worker.
 run: $(STAMP)
@@ -15,6 +15,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 install: $(STAMP)
+
+# Benchmarks (not part of make test): rules, then fan-out against Flask-SocketIO.
+bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/rules.py
+	$(BIN)/python bench/fanout.py --peer --subscribers 100,1000 --rate 20
 
 # The documentation site in docs/_build/html; warnings are errors (a broken link fails).
 docs: $(STAMP)

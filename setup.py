@@ -28,6 +28,7 @@ setup(
         "test": ["pytest>=7.4", "pytest-timeout>=2.1", "transaction>=5.0", "wheel",
                  "redis>=5.0", "playwright>=1.40"],
         "docs": ["sphinx>=7.4", "myst-parser>=3.0", "furo>=2024.8.6"],
+        "bench": ["flask-socketio>=5.3"],
     },
     entry_points={
         "console_scripts": ["rulecast = rulecast.cli:main"],

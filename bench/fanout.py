@@ -1,4 +1,5 @@
-"""Fan-out benchmark: N raw-socket subscribers on one topic, a publisher, server cost."""
+"""Fan-out benchmark: N raw-socket subscribers on one topic, a publisher, server cost;
+against rulecast, or against its peer Flask-SocketIO (bench/peer_socketio.py)."""
 import argparse
 import base64
 import ctypes
@@ -35,6 +36,18 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 # json.loads, which would otherwise be most of the client's cost per delivery.
 MESSAGE = re.compile(rb'\{"type":"message","id":(\d+),.*?"data":\{"t":([-0-9.eE+]+),"n":(\d+)\}')
 PROBLEM = re.compile(r"ERROR|CRITICAL|Traceback|WARNING")
+# The peer, Flask-SocketIO: an Engine.IO v4 message packet (4) carrying a Socket.IO event
+# (2), encoded by python-socketio with compact separators; the data's keys keep their order.
+SIO_MESSAGE = re.compile(rb'42\["message",\{"t":([-0-9.eE+]+),"n":(\d+)\}\]')
+PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_socketio.py")
+# Per server: WebSocket path, health check path, publish path, publish body.
+SERVERS = {
+    "rulecast": dict(ws=b"/rulecast/ws", health="/rulecast/healthz",
+                     publish="/rulecast/api/publish",
+                     body=lambda t, i: {"channel": CHANNEL, "data": {"t": t, "n": i}}),
+    "socketio": dict(ws=b"/socket.io/?EIO=4&transport=websocket", health="/healthz",
+                     publish="/publish", body=lambda t, i: {"data": {"t": t, "n": i}}),
+}
 
 
 def raise_nofile():
@@ -159,14 +172,19 @@ def http_get(port, path, timeout=2.0):
         conn.close()
 
 
-def start_server(tmp, workers, messages):
-    """A `rulecast serve --workers N` on a free port, in its own session (so its whole
-    process tree can be killed as one group), pinned to SERVER_CPU only when N == 1;
-    returns (Popen, port, {pid: role}) once it answers and, with N > 1, all N workers
-    report alive in /healthz."""
+def start_server(tmp, workers, messages, server="rulecast", nagle=False):
+    """A `rulecast serve --workers N` (or, with ``server`` "socketio", the Flask-SocketIO
+    peer, one process) on a free port, in its own session (so its whole process tree can
+    be killed as one group), pinned to SERVER_CPU only when N == 1; returns (Popen, port,
+    {pid: role}) once it answers and, with N > 1, all N workers report alive in /healthz."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    if server == "socketio":
+        workers = 1
+        cmd = [sys.executable, PEER, "--port", str(port)] + ["--nagle"] * nagle
+    else:
+        cmd = None
     # The queue and history bounds sit above the run's message count: the load client
     # never resumes, so a 1013 close or a pruned gap would read as loss, not as a bug.
     with open(os.path.join(tmp, "rulecast.yaml"), "w") as f:
@@ -175,8 +193,8 @@ def start_server(tmp, workers, messages):
                    "history": {"max_per_channel": max(1000, 2 * messages + 1000)},
                    "limits": {"max_connections": 50000,
                               "send_queue": max(10000, messages + 1000)}}, f)  # JSON is YAML
-    cmd = [sys.executable, "-m", "rulecast", "serve", "--config", "rulecast.yaml",
-           "--listen", "127.0.0.1:%d" % port, "--workers", str(workers)]
+    cmd = cmd or [sys.executable, "-m", "rulecast", "serve", "--config", "rulecast.yaml",
+                  "--listen", "127.0.0.1:%d" % port, "--workers", str(workers)]
     if workers == 1 and shutil.which("taskset"):  # taskset execs: the PID is the server's
         cmd = ["taskset", "-c", str(SERVER_CPU)] + cmd
     with open(os.path.join(tmp, "server.log"), "wb") as log:
@@ -187,7 +205,7 @@ def start_server(tmp, workers, messages):
     try:
         while time.time() < end and proc.poll() is None:
             time.sleep(0.05)
-            status, body = http_get(port, "/rulecast/healthz")
+            status, body = http_get(port, SERVERS[server]["health"])
             if status != 200:
                 why = "healthz: %s" % (status or body)
                 continue
@@ -233,25 +251,37 @@ def stop_server(proc):
 # -- the load client ----------------------------------------------------------------------
 
 class Sub:
-    """One subscriber socket. state: 0 TCP connecting, 1 HTTP upgrade, 2 WebSocket, 3 ready."""
-    __slots__ = ("sock", "buf", "state", "accept", "seen", "last_id")
+    """One subscriber socket. state: 0 TCP connecting, 1 HTTP upgrade, 2 WebSocket, 3 ready.
+    ``got``: for the peer, which has no message ids, one byte per message number n."""
+    __slots__ = ("sock", "buf", "state", "accept", "seen", "last_id", "got")
 
-    def __init__(self, port):
+    def __init__(self, port, messages=0):
         self.sock, self.buf, self.state, self.seen, self.last_id = socket.socket(), b"", 0, 0, 0
+        self.got = bytearray(messages)
         self.sock.setblocking(False)
         self.sock.connect_ex(("127.0.0.1", port))  # EINPROGRESS; EPOLLOUT tells when done
 
 
-def client_main(pipe, port, n, deadline):
-    """The load client: N subscribers on one epoll; reports through ``pipe``."""
+def masked(payload):
+    """A masked client text frame: RFC 6455 requires it, and servers close on unmasked ones."""
+    mask = os.urandom(4)
+    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(
+        b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def client_main(pipe, port, n, deadline, server="rulecast", messages=0):
+    """The load client: N subscribers on one epoll; reports through ``pipe``. With
+    ``server`` "socketio" it speaks Engine.IO v4 / Socket.IO 5 over the raw WebSocket:
+    open packet ``0{...}``, namespace connect ``40`` answered by ``40{...}``, events as
+    ``42["message",{...}]``, and a pong ``3`` for every ping ``2`` of the server."""
     pin(CLIENT_CPU)
     ep, subs, lat, pfd = select.epoll(), {}, [], pipe.fileno()
     ep.register(pfd, select.EPOLLIN)  # the orchestrator's word wakes the same loop
-    st = dict(ready=0, failed=0, received=0, dup=0, closed=0, errors=0, last=0.0, why="")
-    # A masked client frame: RFC 6455 requires it, and the server closes on unmasked ones.
-    payload, mask = json.dumps({"type": "subscribe", "channel": CHANNEL}).encode(), os.urandom(4)
-    subscribe = bytes([0x81, 0x80 | len(payload)]) + mask + bytes(
-        b ^ mask[i % 4] for i, b in enumerate(payload))
+    st = dict(ready=0, failed=0, received=0, dup=0, closed=0, errors=0, last=0.0, why="",
+              pings=0)
+    sio, ws_path = server == "socketio", SERVERS[server]["ws"]
+    subscribe = masked(json.dumps({"type": "subscribe", "channel": CHANNEL}).encode())
+    sio_connect, sio_pong = masked(b"40"), masked(b"3")
     expect = []
 
     def drop(fd, s, why):
@@ -273,6 +303,32 @@ def client_main(pipe, port, n, deadline):
             if pos + hl + ln > size:
                 break
             start, pos = pos + hl, pos + hl + ln
+            if sio:
+                if op != 1:
+                    if op == 8:
+                        return drop(fd, s, "server closed with %r" % buf[start:pos][:80])
+                    continue
+                m = SIO_MESSAGE.match(buf, start, pos)
+                if m:  # no ids: the message number n, once per connection
+                    k = int(m.group(2))
+                    if k < len(s.got) and not s.got[k]:
+                        s.got[k], st["received"], st["last"] = 1, st["received"] + 1, now
+                        lat.append(now - float(m.group(1)))
+                    else:
+                        st["dup"] += 1
+                    continue
+                packet = buf[start:pos]
+                if packet == b"2":  # Engine.IO ping: without a pong the server disconnects
+                    s.sock.send(sio_pong)
+                    st["pings"] += 1
+                elif packet[:1] == b"0" and s.state == 2:  # open: connect to namespace /
+                    s.sock.send(sio_connect)
+                elif packet[:2] == b"40" and s.state == 2:  # joined room "bench" already
+                    s.state, st["ready"] = 3, st["ready"] + 1
+                elif packet[:1] == b"1" or packet[:2] in (b"41", b"44"):
+                    st["errors"] += packet[:2] == b"44"
+                    return drop(fd, s, "server sent %r" % packet[:80])
+                continue
             m = MESSAGE.match(buf, start, pos)
             # Ids, not n: with parallel publishers the server may number them in another
             # order than n, but it promises each connection increasing ids.
@@ -303,9 +359,9 @@ def client_main(pipe, port, n, deadline):
                     continue
                 key = base64.b64encode(os.urandom(16))
                 s.accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
-                s.sock.send(b"GET /rulecast/ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: "
+                s.sock.send(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: "
                             b"websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                            b"Sec-WebSocket-Version: 13\r\n\r\n" % (port, key))
+                            b"Sec-WebSocket-Version: 13\r\n\r\n" % (ws_path, port, key))
                 ep.modify(fd, select.EPOLLIN)
                 s.state = 1
             elif s:
@@ -322,7 +378,8 @@ def client_main(pipe, port, n, deadline):
                         continue
                     why = buf[:end].split(b"\r\n")[0].decode("latin-1")
                     if buf.startswith(b"HTTP/1.1 101") and s.accept in buf[:end]:
-                        s.sock.send(subscribe)
+                        if not sio:  # the peer's client waits for the open packet
+                            s.sock.send(subscribe)
                         s.state = 2
                 if s.state < 2 or not data:
                     drop(fd, s, why)
@@ -332,7 +389,7 @@ def client_main(pipe, port, n, deadline):
     opened, t0 = 0, time.time()
     while st["ready"] + st["failed"] < n and time.time() < deadline:
         while opened < min(n, st["ready"] + st["failed"] + IN_FLIGHT):
-            s = Sub(port)
+            s = Sub(port, messages if sio else 0)
             subs[s.sock.fileno()] = s
             ep.register(s.sock.fileno(), select.EPOLLOUT)
             opened += 1
@@ -353,7 +410,7 @@ def client_main(pipe, port, n, deadline):
     pipe.send(dict(st, busy=busy, p50=q(0.50), p99=q(0.99), max=q(1.0)))
 
 
-def publisher_main(pipe, port, m, rate, deadline, connections):
+def publisher_main(pipe, port, m, rate, deadline, connections, server="rulecast"):
     """POSTs ``m`` messages, numbered n = 0…m-1, on ``connections`` keep-alive connections
     (one thread each, taking the next n as soon as its previous publish was answered),
     paced at ``rate``/s overall, or as fast as the server answers when ``rate`` is None;
@@ -361,6 +418,7 @@ def publisher_main(pipe, port, m, rate, deadline, connections):
     pin(CLIENT_CPU)  # CPU 0 stays the server's alone (with one worker)
     headers = {"Authorization": "Bearer " + KEY, "Content-Type": "application/json"}
     numbers, t0, done = itertools.count(), time.time(), []
+    path, body = SERVERS[server]["publish"], SERVERS[server]["body"]
 
     def publish():
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -376,8 +434,7 @@ def publisher_main(pipe, port, m, rate, deadline, connections):
                 break
             first = first or t
             try:
-                conn.request("POST", "/rulecast/api/publish",
-                             json.dumps({"channel": CHANNEL, "data": {"t": t, "n": i}}), headers)
+                conn.request("POST", path, json.dumps(body(t, i)), headers)
                 r = conn.getresponse()
                 r.read()
                 ok += r.status == 202
@@ -428,10 +485,10 @@ def bus_metrics(port, workers):
 
 
 def run_once(n, cfg):
-    """One run with ``n`` subscribers; ``cfg``: workers, mode, messages, rate."""
+    """One run with ``n`` subscribers; ``cfg``: server, workers, mode, messages, rate."""
     deadline, ctx = time.time() + RUN_SECONDS, mp.get_context("fork")
     tmp, proc, kids, problems, notes = tempfile.mkdtemp(prefix="rulecast-bench-"), None, [], [], []
-    throughput = cfg.mode == "throughput"
+    throughput, server = cfg.mode == "throughput", getattr(cfg, "server", "rulecast")
 
     def spawn(target, *a):
         mine, theirs = ctx.Pipe()
@@ -440,11 +497,12 @@ def run_once(n, cfg):
         return mine
 
     try:
-        proc, port, roles = start_server(tmp, cfg.workers, cfg.messages)
+        proc, port, roles = start_server(tmp, cfg.workers, cfg.messages, server,
+                                         getattr(cfg, "peer_nagle", False))
         pids = process_tree(proc.pid)
         rss0 = sum(s[1] for s in sample(pids).values() if s)
         fds0 = {p: fd_count(p) for p in pids}
-        client = spawn(client_main, n, deadline)
+        client = spawn(client_main, n, deadline, server, cfg.messages)
         connect_s, ready, why = wait_for(client, deadline + 5, "connect report")
         # The publish phase starts: the whole tree again, in case a process was restarted.
         pids = process_tree(proc.pid)
@@ -455,7 +513,7 @@ def run_once(n, cfg):
         if not ready:
             raise RuntimeError("no subscriber got through: %s" % why)
         sent = wait_for(spawn(publisher_main, cfg.messages, None if throughput else cfg.rate,
-                              deadline, PUBLISHERS if throughput else 1),
+                              deadline, PUBLISHERS if throughput else 1, server),
                         deadline + 15, "publisher report")
         client.send(ready * sent["ok"])
         wait_for(client, deadline + 5, "end of deliveries")
@@ -465,7 +523,8 @@ def run_once(n, cfg):
             notes.append("server process(es) %s started during the publish phase (a restart?): "
                          "their CPU is missing" % born)
         got = wait_for(client, deadline + 30, "client figures")
-        refilled, slow_closes = bus_metrics(port, cfg.workers)
+        refilled, slow_closes = (bus_metrics(port, cfg.workers) if server == "rulecast"
+                                 else (None, None))
         if sent["ok"] + len(sent["errors"]) < cfg.messages:
             sent["errors"].insert(0, "the %d s deadline stopped the publisher after %d messages"
                                   % (RUN_SECONDS, sent["ok"] + len(sent["errors"])))
@@ -497,7 +556,8 @@ def run_once(n, cfg):
              for p in pids if before[p] and after[p]]
     cpu = sum(p["busy"] for p in procs) * wall
     expected = ready * sent["ok"]
-    return dict(subscribers=n, workers=cfg.workers, mode=cfg.mode, messages=cfg.messages,
+    return dict(subscribers=n, server=server, workers=cfg.workers, mode=cfg.mode,
+                messages=cfg.messages, pings_answered=got["pings"],
                 connect_s=connect_s,
                 failed_connects=n - ready,
                 publish_rate=(sent["ok"] - (0 if throughput else 1))
@@ -559,7 +619,8 @@ def summarize(mine):
     for k in ("refilled", "slow_closes"):
         values = [r[k] for r in mine if r[k] is not None]
         result[k] = max(values) if values else None
-    result.update(workers=mine[0]["workers"], mode=mine[0]["mode"], messages=mine[0]["messages"],
+    result.update(server=mine[0]["server"], workers=mine[0]["workers"], mode=mine[0]["mode"],
+                  messages=mine[0]["messages"],
                   messages_out=result["deliveries_per_s"] / mine[0]["subscribers"],
                   lost=max(r["lost"] for r in mine),  # a loss in any run is not averaged away
                   duplicates=max(r["duplicates"] for r in mine),
@@ -570,7 +631,15 @@ def summarize(mine):
 def headline(cfg, runs):
     what = ("%d messages as fast as %d connections get answers" % (cfg.messages, PUBLISHERS)
             if cfg.mode == "throughput" else "%d messages at %g/s" % (cfg.messages, cfg.rate))
-    where = ("server pinned to CPU %d" % SERVER_CPU if cfg.workers == 1 else
+    pinned = ("pinned to CPU %d" % SERVER_CPU if shutil.which("taskset")
+              else "NOT pinned (no taskset)")
+    if getattr(cfg, "server", "rulecast") == "socketio":
+        return ("Flask-SocketIO fan-out (gevent + gevent-websocket, one process, %s), %s "
+                "mode: %s to room bench, median of %d run(s); server %s, load client and "
+                "publisher on CPU %d" % ("Nagle on (stock)" if getattr(cfg, "peer_nagle", False)
+                                         else "TCP_NODELAY like rulecast", cfg.mode, what, runs,
+                                         pinned, CLIENT_CPU))
+    where = ("server %s" % pinned if cfg.workers == 1 else
              "server NOT pinned (its %d workers, sequencer and supervisor use both cores, so "
              "it shares CPU %d with the load client)" % (cfg.workers, CLIENT_CPU))
     return ("rulecast fan-out, --workers %d, %s mode: %s to %s, median of %d run(s); %s, "
@@ -613,8 +682,9 @@ def measure(plans, counts, runs):
         mine = {i: [] for i in range(len(plans))}
         for k in range(runs):
             for i, cfg in enumerate(plans):
-                print("N=%d --workers %d %s run %d/%d" % (n, cfg.workers, cfg.mode, k + 1, runs),
-                      file=sys.stderr, flush=True)
+                print("N=%d %s --workers %d %s run %d/%d" % (
+                    n, getattr(cfg, "server", "rulecast"), cfg.workers, cfg.mode, k + 1, runs),
+                    file=sys.stderr, flush=True)
                 r = run_once(n, cfg)
                 loud = loss_report(r)
                 if loud:
@@ -635,15 +705,32 @@ RATIOS = {"rate": [("p50 ms", "p50_ms"), ("p99 ms", "p99_ms"), ("max ms", "max_m
                          ("srv busy", "server_busy")]}
 
 
-def ratio_table(pairs, many):
-    """``pairs``: (mode label, mode, results of workers 1, results of workers ``many``)."""
-    rows = [("mode", "subs", "figure", "workers 1", "workers %d" % many, "w%d/w1" % many)]
+#: Against the peer: every figure of the table.
+PEER_RATIOS = {"rate": [("connect s", "connect_s"), ("pub/s", "publish_rate"),
+                        ("deliveries/s", "deliveries_per_s"), ("p50 ms", "p50_ms"),
+                        ("p99 ms", "p99_ms"), ("max ms", "max_ms"),
+                        ("srv us/deliv", "cpu_us_per_delivery"), ("srv busy", "server_busy"),
+                        ("srv KiB/conn", "rss_kib_per_conn"), ("client busy", "client_busy")],
+               "throughput": [("connect s", "connect_s"), ("accepted msg/s", "publish_rate"),
+                              ("deliveries/s", "deliveries_per_s"), ("msg/s out", "messages_out"),
+                              ("drain ms", "drain_ms"), ("p50 ms", "p50_ms"), ("p99 ms", "p99_ms"),
+                              ("max ms", "max_ms"), ("srv us/deliv", "cpu_us_per_delivery"),
+                              ("srv busy", "server_busy"), ("srv KiB/conn", "rss_kib_per_conn"),
+                              ("client busy", "client_busy")]}
+
+
+def ratio_table(pairs, many, heads=None, figures=RATIOS):
+    """``pairs``: (mode label, mode, results of workers 1, results of workers ``many``);
+    ``heads``: other column names (first, second, ratio) for another comparison."""
+    heads = heads or ("workers 1", "workers %d" % many, "w%d/w1" % many)
+    rows = [("mode", "subs", "figure") + tuple(heads)]
     for label, mode, one, other in pairs:
         for a, b in zip(one, other):
-            for name, key in RATIOS[mode] + [("lost", "lost")]:
+            for name, key in figures[mode] + [("lost", "lost")]:
                 ratio = ("%.2f" % (b[key] / a[key]) if a[key] and key != "lost" else "-")
-                fmt = "%.0f%%" if key == "server_busy" else "%.1f"
-                scale = 100 if key == "server_busy" else 1
+                share = key in ("server_busy", "client_busy")
+                fmt = "%.0f%%" if share else "%.2f" if key == "connect_s" else "%.1f"
+                scale = 100 if share else 1
                 rows.append((label, "%d" % a["subscribers"], name, fmt % (a[key] * scale),
                              fmt % (b[key] * scale), ratio))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -674,6 +761,17 @@ def main(argv=None):
                         "(--throughput-messages), with the ratios")
     p.add_argument("--throughput-messages", type=int, default=2000,
                    help="with --compare: messages per throughput-mode run")
+    p.add_argument("--server", choices=sorted(SERVERS), default="rulecast",
+                   help="the server to measure: rulecast, or the peer Flask-SocketIO "
+                        "(bench/peer_socketio.py, gevent + gevent-websocket, one process; "
+                        "needs flask-socketio installed)")
+    p.add_argument("--peer", action="store_true",
+                   help="the same scenario (--mode, --messages, --rate) against rulecast and "
+                        "against Flask-SocketIO, alternating run by run, with the ratios "
+                        "rulecast/peer")
+    p.add_argument("--peer-nagle", action="store_true",
+                   help="run the peer stock, without the TCP_NODELAY that rulecast sets (each "
+                        "keep-alive publish then waits ~40 ms for a delayed ACK)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = p.parse_args(argv)
     # SIGTERM ends the bench like Ctrl-C: through the finally blocks that stop the server.
@@ -681,6 +779,16 @@ def main(argv=None):
     counts = [int(c) for c in args.subscribers.split(",")]
     if args.workers < 1 or args.runs < 1 or min(counts) < 1:
         p.error("--workers, --runs and every N must be at least 1")
+    if args.peer and args.compare:
+        p.error("--peer and --compare do not go together: run them one after the other")
+    if args.peer and args.server != "rulecast":
+        p.error("--peer already runs both servers: leave out --server")
+    if args.server == "socketio" and args.workers != 1:
+        p.error("the Flask-SocketIO peer is one process: --workers must be 1")
+    if args.peer or args.server == "socketio":
+        import importlib.util  # the peer's process imports it; here, only look for it
+        if importlib.util.find_spec("flask_socketio") is None:
+            p.error("the peer needs flask-socketio: .venv/bin/pip install flask-socketio")
     raise_nofile()  # the forked load client inherits it
     if max(counts) + 100 > resource.getrlimit(resource.RLIMIT_NOFILE)[0]:
         p.error("%d subscribers need more file descriptors than RLIMIT_NOFILE" % max(counts))
@@ -692,15 +800,21 @@ def main(argv=None):
                                     messages=args.messages if m == "rate"
                                     else args.throughput_messages)
                  for m in ("rate", "throughput") for w in (1, many)]
+    elif args.peer:
+        plans = [argparse.Namespace(server=server, workers=args.workers if server == "rulecast"
+                                    else 1, mode=args.mode, rate=args.rate,
+                                    messages=args.messages, peer_nagle=args.peer_nagle)
+                 for server in ("rulecast", "socketio")]
     else:
-        plans = [argparse.Namespace(workers=args.workers, mode=args.mode, rate=args.rate,
-                                    messages=args.messages)]
+        plans = [argparse.Namespace(server=args.server, workers=args.workers, mode=args.mode,
+                                    rate=args.rate, messages=args.messages,
+                                    peer_nagle=args.peer_nagle)]
     out = measure(plans, counts, args.runs)
     lost = any(r["lost"] > 0 or r["duplicates"] > 0 for rs in out.values() for r in rs)
     if args.json:
         print(json.dumps({"runs": args.runs, "configs": [
             dict(vars(cfg), results=strip(out[i]), all_runs=[x for r in out[i] for x in r["runs"]])
-            for i, cfg in enumerate(plans)], **({} if args.compare else dict(
+            for i, cfg in enumerate(plans)], **({} if args.compare or args.peer else dict(
                 vars(plans[0]), results=strip(out[0]),
                 all_runs=[x for r in out[0] for x in r["runs"]]))}, indent=2))
         return 1 if lost else 0
@@ -716,6 +830,14 @@ def main(argv=None):
         print("--workers %d against --workers 1 (medians; lost is the worst run)" % many)
         print(ratio_table([("rate %g/s" % args.rate, "rate", out[0], out[1]),
                            ("throughput", "throughput", out[2], out[3])], many))
+    if args.peer:
+        label = "rate %g/s" % args.rate if args.mode == "rate" else "throughput"
+        print()
+        print("rulecast (--workers %d) against Flask-SocketIO, %s mode, %d messages (medians; "
+              "lost is the worst run)" % (args.workers, args.mode, args.messages))
+        print(ratio_table([(label, args.mode, out[1], out[0])], 1,
+                          heads=("Flask-SocketIO", "rulecast", "rulecast/peer"),
+                          figures=PEER_RATIOS))
     if lost:
         print("\n!!! DELIVERIES WERE LOST OR DUPLICATED: see the lines starting with !!! "
               "above. The server refills drops from its store, so this is a bug.")
