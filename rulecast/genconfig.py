@@ -98,7 +98,8 @@ def _comment(text, indent):
     return [indent + "# " + line for line in textwrap.wrap(text, 88 - len(indent) - 2)]
 
 
-def _value(value):
+def yaml_value(value):
+    """``value`` as it is written in rulecast.yaml, on one line."""
     if value is None:
         return "null"
     text = yaml.safe_dump(value, default_flow_style=True, width=10 ** 6, sort_keys=False)
@@ -123,5 +124,5 @@ def generate():
         if isinstance(field, fields.Nested):
             lines.append(f"{indent}{path[-1]}:")
         else:
-            lines.append(f"{indent}{path[-1]}: {_value(default)}")
+            lines.append(f"{indent}{path[-1]}: {yaml_value(default)}")
     return "\n".join(lines) + "\n"

@@ -26,13 +26,14 @@ import inspect
 import os
 import re
 
-import yaml
 from docutils import nodes
 from docutils.parsers.rst import directives
 from marshmallow import Schema, ValidationError, fields, missing
 from sphinx.domains.std import StandardDomain
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
+
+from rulecast.genconfig import yaml_value
 
 log = logging.getLogger(__name__)
 
@@ -153,51 +154,24 @@ def describe_field(field, lead=""):
     return "; ".join(p for p in parts if p)
 
 
-def _yaml(value):
-    if value is None:
-        return "null"
-    text = yaml.safe_dump(value, default_flow_style=True, width=10 ** 6, sort_keys=False)
-    return text.strip().removesuffix("...").strip()
-
-
-def _descriptions():
-    """The keys' descriptions of ``rulecast genconfig``, or {} where it does not exist."""
-    try:
-        from rulecast.genconfig import DESCRIPTIONS
-    except ImportError:
-        return {}
-    return DESCRIPTIONS
-
-
 def config_rows():
     """(dotted key, default, environment variable, description, accepts) per
-    configuration key, and the problems found comparing the schema with DEFAULTS."""
-    from rulecast.config_schema import DEFAULTS, ConfigSchema
+    configuration key, and what ``rulecast genconfig`` finds wrong with the schema,
+    DEFAULTS and the descriptions (each becomes a build warning)."""
+    from rulecast import genconfig
+    from rulecast.config_schema import DEFAULTS
 
-    descriptions = _descriptions()
-
-    rows, problems = [], []
-
-    def walk(schema, defaults, at):
-        names = list(schema.load_fields)
-        for extra in sorted(set(defaults) - set(names)):
-            problems.append("DEFAULTS has %r but the schema has no such key"
-                            % ".".join(at + (extra,)))
-        for name in names:
-            field = schema.load_fields[name]
-            key = field.data_key or name
-            path = at + (key,)
-            if key not in defaults:
-                problems.append("%r has no entry in DEFAULTS" % ".".join(path))
-            if isinstance(field, fields.Nested):
-                walk(field.schema, defaults.get(key) or {}, path)
-                continue
-            dotted = ".".join(path)
-            rows.append((dotted, _yaml(defaults.get(key)), "RULECAST_" + "_".join(path).upper(),
-                         descriptions.get(dotted, ""), describe_field(field)))
-
-    walk(ConfigSchema(base=""), DEFAULTS, ())
-    return rows, problems
+    rows = []
+    for path, field in genconfig.keys():
+        if isinstance(field, fields.Nested):
+            continue  # a section: its keys follow
+        default = DEFAULTS
+        for part in path:
+            default = default.get(part) if isinstance(default, dict) else None
+        dotted = ".".join(path)
+        rows.append((dotted, yaml_value(default), "RULECAST_" + "_".join(path).upper(),
+                     genconfig.DESCRIPTIONS.get(dotted, ""), describe_field(field)))
+    return rows, genconfig.problems()
 
 
 def builtin_steps(kind):
@@ -225,7 +199,7 @@ def option_rows(field):
                 else "")
         accepts = describe_field(option, lead)
         rows.append((option.data_key or name, "yes" if option.required else "no",
-                     "" if default is missing else _yaml(default),
+                     "" if default is missing else yaml_value(default),
                      accepts))
     return rows
 
