@@ -1,4 +1,4 @@
-"""A subscriber connection: identity, channels, and a bounded queue drained by one writer."""
+"""A subscriber connection: identity, channels, and a bounded queue of frames to send."""
 import logging
 import socket
 from collections import deque
@@ -34,7 +34,6 @@ class Connection:
         self.limit = limit
         self.channels = set()
         self.queue = deque()
-        self.wakeup = Event()
         self.closed = False
         self.close_code = None
         #: The largest live message id queued: a repeat from the bus is skipped.
@@ -84,7 +83,7 @@ class Connection:
                 for message in page:
                     if message.id <= unsent[message.channel]:
                         self.queue.append(self.encode(message))
-                self.wakeup.set()
+                self._wake()
                 if len(page) < REPLAY_PAGE or page[-1].id >= upto:
                     break
                 after = page[-1].id
@@ -109,7 +108,7 @@ class Connection:
         final = self.encode_close(code, reason)
         if final:
             self.queue.append(final)
-        self.wakeup.set()
+        self._wake()
         gevent.spawn_later(self.close_timeout, self.abort)
 
     # -- for subclasses --------------------------------------------------------------
@@ -129,6 +128,10 @@ class Connection:
     def abort(self):
         """Cut the transport: a client that does not read cannot block a close."""
 
+    def _wake(self):
+        """Start sending what is queued."""
+        raise NotImplementedError
+
     # -- internals -------------------------------------------------------------------
 
     def _enqueue(self, data):
@@ -139,13 +142,10 @@ class Connection:
             self.close(1013, "too slow: %d frames waiting" % len(self.queue))
             return
         self.queue.append(data)
-        self.wakeup.set()
+        self._wake()
 
-    def _take(self, timeout=None):
-        """Everything queued as one bytes object, waiting up to ``timeout``; b'' if none."""
-        if not self.queue:
-            self.wakeup.clear()
-            self.wakeup.wait(timeout)
+    def _take(self):
+        """Everything queued, as one bytes object (b'' if nothing is)."""
         queue = self.queue
         if len(queue) == 1:
             return queue.popleft()
@@ -159,13 +159,21 @@ class Connection:
 
 
 class WebSocketConnection(Connection):
-    """Writes frames to a WebSocket from its own greenlet, several per send() when
-    they pile up: one system call for a batch is what keeps fan-out cheap."""
+    """Sends each frame straight from the delivering greenlet with a non-blocking
+    send(); only when the socket's buffer is full does a writer greenlet take over
+    the rest, several frames per send(), until the queue is empty again.
+
+    A greenlet per connection waiting for frames would cost a switch per delivery
+    and a saved stack per idle client; here an idle connection costs neither."""
 
     def __init__(self, hub, identity, limit, sock):
         super().__init__(hub, identity, limit)
         self.sock = sock
-        self.writer = gevent.spawn(self._write_loop)
+        # The socket under gevent's wrapper: non-blocking, so it raises instead of
+        # waiting, and the delivering greenlet never blocks on a client.
+        self._send = sock._sock.send
+        #: The greenlet draining the queue while the socket is full, or None.
+        self.writer = None
 
     def encode(self, message):
         return message.ws
@@ -180,30 +188,49 @@ class WebSocketConnection(Connection):
         """Queue ready-made frame bytes (pongs, close echoes)."""
         self._enqueue(data)
 
-    def _write_loop(self):
-        sendall = self.sock.sendall
+    def _wake(self):
+        if self.writer is not None or not self.queue:
+            return
+        data = self._take()
         try:
-            while True:
-                data = self._take()
-                if data:
-                    sendall(data)
-                if self.closed and not self.queue:
-                    break
+            sent = self._send(data)
+        except BlockingIOError:
+            sent = 0
         except OSError:
-            pass  # the client went away; the reader sees it too
+            return self._gone()
+        if sent < len(data):
+            # The rest of a frame is the writer's, not the queue's: a 1013 drops the
+            # queue, and a cut frame before the close frame would garble the stream.
+            self.writer = gevent.spawn(self._write_loop, data[sent:])
+
+    def _write_loop(self, rest):
+        sendall = self.sock.sendall  # gevent's: waits for the socket, not the hub
+        try:
+            sendall(rest)
+            while self.queue:
+                sendall(self._take())
+        except OSError:
+            self._gone()
         finally:
-            self.closed = True
-            self.hub.remove(self)
+            self.writer = None
+
+    def _gone(self):
+        # The client went away; its reader sees it too and ends the session.
+        self.queue.clear()
+        self.closed = True
+        self.hub.remove(self)
 
     def abort(self):
-        if not self.writer.dead:
+        if self.queue:
             try:
                 self.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
     def join(self, timeout):
-        self.writer.join(timeout)
+        """Wait up to ``timeout`` seconds for what is queued to be sent."""
+        if self.writer is not None:
+            self.writer.join(timeout)
 
 
 class StreamConnection(Connection):
@@ -215,6 +242,7 @@ class StreamConnection(Connection):
     def __init__(self, hub, identity, limit, environ):
         super().__init__(hub, identity, limit)
         self.environ = environ
+        self.wakeup = Event()
 
     def encode(self, message):
         return message.sse
@@ -228,12 +256,18 @@ class StreamConnection(Connection):
         try:
             yield b"retry: 2000\n\n"
             while not (self.closed and not self.queue):
-                yield self._take(self.heartbeat) or b": heartbeat\n\n"
+                if not self.queue:
+                    self.wakeup.clear()
+                    self.wakeup.wait(self.heartbeat)
+                yield self._take() or b": heartbeat\n\n"
         finally:
             watcher.kill()
             self.close()
             log.info("connection closed", extra=fields(
                 transport="sse", user=self.identity.user, code=self.close_code))
+
+    def _wake(self):
+        self.wakeup.set()
 
     def _watch_hangup(self):
         # An event stream's client sends nothing: its socket turning readable means it

@@ -1,4 +1,4 @@
-"""Connections: bounded queues, batching writer, resume without gaps or duplicates."""
+"""Connections: direct sends, a writer for full sockets, bounded queues, exact resume."""
 import json
 import socket
 
@@ -49,24 +49,37 @@ def read_all(sock, until_close=True):
             return buf
 
 
+def fill(sock):
+    """Shrink ``sock``'s buffers so that a few large frames fill them."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+
+
+def big(i):
+    return Message(i, "user:u", "t", {"n": i, "pad": "x" * 8000})
+
+
 def test_overflow_closes_1013_and_drops_queue(pair):
     """Past `limit` queued frames the connection closes with 1013 and holds no backlog."""
     server_side, client_side = pair
+    fill(server_side)
+    fill(client_side)
     metrics = Metrics()
     hub = Hub(metrics)
     conn = WebSocketConnection(hub, Identity("u"), 5, server_side)
     hub.add(conn)
     hub.subscribe(conn, "user:u")
-    for i in range(1, 20):  # no yield: the writer cannot drain meanwhile
-        hub.deliver(Message(i, "user:u", "t", {}))
+    for i in range(1, 40):  # no yield: the writer cannot drain meanwhile
+        hub.deliver(big(i))
     assert conn.closed and len(conn.queue) == 1  # just the close frame
     got = frames(read_all(client_side))
+    assert [op for op, _ in got[:-1]] == [0x1] * (len(got) - 1)  # whole frames, then
     assert got[-1] == (0x8, (1013).to_bytes(2, "big") + got[-1][1][2:])
     assert conn not in hub.connections
 
 
-def test_writer_batches_queued_frames_in_order(pair):
-    """Frames queued together are written in order, in one batch."""
+def test_frames_go_out_at_once_in_order(pair):
+    """With room in the socket, each frame is sent as it comes: no writer is needed."""
     server_side, client_side = pair
     hub = Hub(Metrics())
     conn = WebSocketConnection(hub, Identity("u"), 100, server_side)
@@ -74,10 +87,31 @@ def test_writer_batches_queued_frames_in_order(pair):
     hub.subscribe(conn, "user:u")
     for i in range(1, 11):
         hub.deliver(Message(i, "user:u", "t", {"n": i}))
+    assert not conn.queue and conn.writer is None
     conn.close(1000)
     got = frames(read_all(client_side))
     ids = [json.loads(p)["id"] for op, p in got if op == 0x1]
     assert ids == list(range(1, 11))
+
+
+def test_writer_drains_a_full_socket_in_order(pair):
+    """A client that reads late gets every frame, in order, from a writer that then ends."""
+    server_side, client_side = pair
+    fill(server_side)
+    fill(client_side)
+    hub = Hub(Metrics())
+    conn = WebSocketConnection(hub, Identity("u"), 100, server_side)
+    hub.add(conn)
+    hub.subscribe(conn, "user:u")
+    for i in range(1, 21):
+        hub.deliver(big(i))
+    assert conn.writer is not None and conn.queue
+    conn.close(1000)
+    got = frames(read_all(client_side))
+    ids = [json.loads(p)["id"] for op, p in got if op == 0x1]
+    assert ids == list(range(1, 21))
+    assert got[-1][0] == 0x8
+    assert conn.writer is None
 
 
 def test_resume_holds_live_messages_until_replay_done(pair, tmp_path):
