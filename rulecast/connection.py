@@ -159,9 +159,10 @@ class Connection:
 
 
 class WebSocketConnection(Connection):
-    """Sends each frame straight from the delivering greenlet with a non-blocking
-    send(); only when the socket's buffer is full does a writer greenlet take over
-    the rest, several frames per send(), until the queue is empty again.
+    """Sends its queue with one non-blocking send() when the hub flushes, that is
+    once the delivering greenlet yields, so that the messages delivered meanwhile
+    leave together. Only when the socket's buffer is full does a writer greenlet
+    take over the rest, until the queue is empty again.
 
     A greenlet per connection waiting for frames would cost a switch per delivery
     and a saved stack per idle client; here an idle connection costs neither."""
@@ -174,6 +175,8 @@ class WebSocketConnection(Connection):
         self._send = sock._sock.send
         #: The greenlet draining the queue while the socket is full, or None.
         self.writer = None
+        #: Whether the hub is to flush this connection.
+        self.due = False
 
     def encode(self, message):
         return message.ws
@@ -189,6 +192,13 @@ class WebSocketConnection(Connection):
         self._enqueue(data)
 
     def _wake(self):
+        if self.writer is None and not self.due:
+            self.due = True
+            self.hub.flush_later(self)
+
+    def flush(self):
+        """Send what is queued without waiting; a writer takes over what does not fit."""
+        self.due = False
         if self.writer is not None or not self.queue:
             return
         data = self._take()
@@ -221,7 +231,7 @@ class WebSocketConnection(Connection):
         self.hub.remove(self)
 
     def abort(self):
-        if self.queue:
+        if self.writer is not None or self.queue:
             try:
                 self.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -229,6 +239,7 @@ class WebSocketConnection(Connection):
 
     def join(self, timeout):
         """Wait up to ``timeout`` seconds for what is queued to be sent."""
+        self.flush()
         if self.writer is not None:
             self.writer.join(timeout)
 

@@ -1,13 +1,21 @@
 """The hub: a worker's registry of connections by channel, and the fan-out."""
+import logging
+
+import gevent
 
 __all__ = ["Hub"]
+
+log = logging.getLogger("rulecast.hub")
 
 
 class Hub:
     """Delivers each message it is handed to the connections on its channel.
 
     The message's bytes are made once (:class:`rulecast.message.Message` caches
-    them); delivering is appending those bytes to each connection's queue.
+    them); delivering is appending those bytes to each connection's queue. The
+    queues are flushed once the delivering greenlet yields: what was delivered
+    meanwhile (a batch from the bus, publishes that came in together) leaves in
+    one send() per connection, and a send() is most of what a delivery costs.
     """
 
     def __init__(self, metrics):
@@ -16,6 +24,7 @@ class Hub:
         self.connections = set()
         #: Bumped whenever a subscription changes, so presence is written only then.
         self.version = 0
+        self._due = []  # connections to flush
 
     def add(self, connection):
         self.connections.add(connection)
@@ -68,6 +77,20 @@ class Hub:
         for connection in connections:
             connection.push(message)
         self.metrics.delivered.inc(len(connections))
+
+    def flush_later(self, connection):
+        """Have ``connection`` flushed once the current greenlet yields."""
+        if not self._due:
+            gevent.get_hub().loop.run_callback(self._flush)
+        self._due.append(connection)
+
+    def _flush(self):
+        due, self._due = self._due, []
+        for connection in due:
+            try:
+                connection.flush()
+            except Exception:  # one connection's failure must not strand the others
+                log.exception("flushing a connection failed")
 
     def slow_consumer(self, connection):
         self.metrics.slow_closes.inc()
