@@ -1,7 +1,6 @@
 """A subscriber connection: identity, channels, and a bounded queue of frames to send."""
 import logging
 import socket
-from collections import deque
 
 import gevent
 from gevent.event import Event
@@ -33,7 +32,7 @@ class Connection:
         self.identity = identity
         self.limit = limit
         self.channels = set()
-        self.queue = deque()
+        self.queue = []  # taken whole, never from the front: a list is the smallest
         self.closed = False
         self.close_code = None
         #: The largest live message id queued: a repeat from the bus is skipped.
@@ -148,7 +147,7 @@ class Connection:
         """Everything queued, as one bytes object (b'' if nothing is)."""
         queue = self.queue
         if len(queue) == 1:
-            return queue.popleft()
+            return queue.pop()
         data = b"".join(queue)
         queue.clear()
         return data

@@ -94,11 +94,7 @@ class Session:
         if identity is not None:
             self._welcome(identity)
         else:
-            # No token at the handshake: a first auth frame may bring one. Anonymous
-            # clients that stay silent get their welcome after auth_timeout.
-            timer = gevent.spawn_later(self.auth_timeout, self._welcome, ANONYMOUS)
-            first = self.ws.receive()
-            timer.kill()
+            first = self._first_frame()
             if first is None:
                 return
             if not self.welcomed:
@@ -117,6 +113,17 @@ class Session:
         while text is not None and not self.conn.closed:
             self._handle(text)
             text = self.ws.receive()
+
+    def _first_frame(self):
+        """No token at the handshake: a first auth frame may bring one. Anonymous
+        clients that stay silent get their welcome after auth_timeout."""
+        # A method of its own, so the timer's greenlet is freed on return, not held
+        # by the session's frame for the connection's whole life.
+        timer = gevent.spawn_later(self.auth_timeout, self._welcome, ANONYMOUS)
+        try:
+            return self.ws.receive()
+        finally:
+            timer.kill()
 
     def _auth_frame(self, text):
         """The identity an auth frame proves, None if ``text`` is not an auth frame."""
