@@ -55,7 +55,7 @@ class WebSocket(_WebSocket):
 
     Every byte the server sends goes through :attr:`send`, the owning connection's
     queue, so a pong or a close frame can never interleave with a message half
-    written by the connection's writer greenlet.
+    written to the socket.
     """
 
     __slots__ = ("max_size", "send")
