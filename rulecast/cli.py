@@ -21,8 +21,9 @@ def cmd_serve(args):
     from gevent import monkey
     monkey.patch_all()
     from rulecast.plugins import PluginError, manager
-    from rulecast.server import Server
+    from rulecast.server import Server, raise_open_files
     cfg = _load_config(args, listen=args.listen, workers=args.workers, app=args.app)
+    raise_open_files(cfg.limits.max_connections)  # before forking: workers inherit it
     if cfg.api_key_file:
         logging.getLogger("rulecast").info("API key for the HTTP API is in %s",
                                            cfg.api_key_file)

@@ -3,6 +3,7 @@ import gc
 import importlib
 import logging
 import os
+import resource
 import signal
 
 import gevent
@@ -24,7 +25,10 @@ from rulecast.websocket import GeventServer
 
 log = logging.getLogger("rulecast.server")
 
-__all__ = ["Server", "current", "load_app"]
+__all__ = ["Server", "current", "load_app", "raise_open_files"]
+
+#: Descriptors a worker needs besides its connections: listener, store, bus, logs.
+SPARE_FILES = 64
 
 _current = None
 
@@ -48,6 +52,24 @@ def load_app(spec):
         return getattr(module, attr)
     except AttributeError:
         raise SystemExit("app: module %r has no attribute %r" % (module_name, attr)) from None
+
+
+def raise_open_files(connections):
+    """Raise the soft limit on open files to the hard one, which any process may do,
+    and warn when ``connections`` per worker would still not fit; returns the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass  # an unlimited hard limit may be refused as a soft one: keep ours
+    needed = connections + SPARE_FILES
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning("limits.max_connections is %d, but a worker may open only %d files: "
+                    "raise the limit (ulimit -n %d, or LimitNOFILE=%d in a systemd unit) "
+                    "or lower max_connections", connections, soft, needed, needed)
+    return soft
 
 
 class Server:

@@ -1,10 +1,13 @@
 """The `rulecast` command line: version, start-up errors, python -m."""
 import json
 import os
+import resource
 import subprocess
 import sys
+import time
 
 from rulecast import __version__
+from tests.conftest import RunningServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -118,3 +121,37 @@ def test_reload_without_server(tmp_path):
     """reload with no running server says where it looked."""
     r = run("reload", cwd=tmp_path)
     assert r.returncode == 1 and "rulecast.pid" in r.stderr
+
+
+def _serve_with_files(tmp_path, soft, hard, max_connections):
+    """A `rulecast serve` started with RLIMIT_NOFILE (soft, hard); (its limits, its log)."""
+    server = RunningServer(tmp_path, limits={"max_connections": max_connections})
+    limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))  # noqa: E731
+    with open(server.log, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rulecast", "serve", "--config", server.path, "--listen",
+             "127.0.0.1:%d" % server.port, "--workers", "1"], cwd=server.dir, stdout=log,
+            stderr=subprocess.STDOUT, preexec_fn=limit, env=dict(os.environ, PYTHONPATH=ROOT))
+    try:
+        deadline = time.time() + 15
+        while "listening on" not in server.output() and time.time() < deadline:
+            time.sleep(0.05)
+        return resource.prlimit(proc.pid, resource.RLIMIT_NOFILE), server.output()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_serve_raises_open_files_to_the_hard_limit(tmp_path):
+    """The server lifts its soft open-file limit to the hard one before it listens."""
+    limits, output = _serve_with_files(tmp_path, 256, 4096, 1000)
+    assert limits == (4096, 4096), output
+    assert "max_connections" not in output
+
+
+def test_serve_warns_when_max_connections_cannot_fit(tmp_path):
+    """max_connections beyond the open-file limit is said, with the fix."""
+    limits, output = _serve_with_files(tmp_path, 512, 512, 5000)
+    assert limits == (512, 512)
+    assert "limits.max_connections is 5000, but a worker may open only 512 files" in output
+    assert "ulimit -n 5064" in output
