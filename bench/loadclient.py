@@ -312,11 +312,15 @@ class LoadClient:
                     self.phase(*command[1:], deadline)
 
 
-def client_main(pipe, port, n, deadline, server="rulecast", addresses=1, until_failure=False):
+def client_main(pipe, port, n, deadline, server="rulecast", addresses=1, until_failure=False,
+                connect_seconds=None):
     """The load client's process: connects ``n`` subscribers from ``addresses`` source
-    addresses, reports, then runs the orchestrator's phases."""
+    addresses (for at most ``connect_seconds``), reports, then runs the orchestrator's
+    phases until ``deadline``."""
     pin(CLIENT_CPU)
-    raise_nofile()
+    nofile = raise_nofile()
     client = LoadClient(pipe, port, server, addresses)
-    pipe.send(client.connect(n, deadline, until_failure))
+    report = client.connect(n, min(deadline, time.time() + connect_seconds) if connect_seconds
+                            else deadline, until_failure)
+    pipe.send(dict(report, nofile=nofile))
     client.serve(deadline)

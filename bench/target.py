@@ -56,12 +56,12 @@ class Target:
         self.kids[-1].start()
         return mine
 
-    def connect(self, n, addresses=1, until_failure=False):
+    def connect(self, n, addresses=1, until_failure=False, seconds=None):
         """Opens ``n`` subscribers (see loadclient.LoadClient.connect); the client's report
-        with the server's RSS growth per ready subscriber and the descriptors each server
+        (within ``seconds``) with the server's RSS growth per ready subscriber and the descriptors each server
         process took (``conns``, by pid)."""
         self.client = self.spawn(client_main, n, self.deadline, self.server, addresses,
-                                 until_failure)
+                                 until_failure, seconds)
         report = wait_for(self.client, self.deadline + 5, "connect report")
         # The whole tree again, in case a process was restarted.
         self.pids = process_tree(self.proc.pid)
