@@ -132,14 +132,15 @@ def print_report(report, servers, counts):
         medians = [report["results"][s][n]["median"] for s in servers]
         for label, key, fmt, busy in ROWS:
             rows.append([label, str(n)] + [cell(md, key, fmt, busy) for md in medians]
-                        + [ratio(medians[0].get(key), medians[1].get(key), key)] * both)
+                        + ([ratio(medians[0].get(key), medians[1].get(key), key)] if both
+                           else []))
     maxconn = report["max_connections"]
     if maxconn:
         mc = [maxconn[s] for s in servers]
         for label, key, fmt in (("max connections held", "held", "%d"),
                                 ("  KiB/conn at that count", "kib_per_conn", "%.1f")):
             rows.append([label, str(mc[0]["target"])] + [fmt % r[key] for r in mc]
-                        + [ratio(mc[0][key], mc[1][key], key)] * both)
+                        + ([ratio(mc[0][key], mc[1][key], key)] if both else []))
     print(grid(rows))
     for s in servers:
         for n in counts:
