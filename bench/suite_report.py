@@ -19,6 +19,7 @@ ROWS = [("connect s", "connect_s", "%.2f", None),
         ("  srv CPU us/delivery", "sustained_cpu_us_per_delivery", "%.2f", None),
         ("  srv busy", "sustained_server_busy", "%", None),
         ("  next step failed msg/s", "failed_rate", "%.1f", None),
+        ("  p99 budget of a step ms", "p99_budget_ms", "%.0f", None),
         ("1 msg/s p50 ms", "lat1_p50_ms", "%.1f", "lat1_client_busy"),
         ("1 msg/s p99 ms", "lat1_p99_ms", "%.1f", "lat1_client_busy"),
         ("1 msg/s max ms", "lat1_max_ms", "%.1f", "lat1_client_busy"),
@@ -101,7 +102,7 @@ def cell(median, key, fmt, busy):
 
 
 def ratio(a, b, key):
-    if key.endswith(WORST) or key in ("failed_rate", "slow_closed"):
+    if key.endswith(WORST) or key in ("failed_rate", "slow_closed", "p99_budget_ms"):
         return "-"
     if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not b:
         return "-"
