@@ -9,10 +9,10 @@ import statistics
 import sys
 
 from procs import CHANNEL, CLIENT_CPU, SERVER_CPU, SERVERS, raise_nofile
+from publisher import PUBLISHERS
 from target import Target
 
 RUN_SECONDS = 60  # overall deadline of one run: start, connect, publish, drain
-PUBLISHERS = 4  # keep-alive publisher connections in parallel in throughput mode
 
 
 # -- one run ---------------------------------------------------------------------------------

@@ -68,7 +68,8 @@ class LoadClient:
         self.subscribe = masked(json.dumps({"type": "subscribe", "channel": CHANNEL}).encode())
         self.sio_connect, self.sio_pong = masked(b"40"), masked(b"3")
         self.ready = self.failed = self.pings = self.stale = 0
-        self.why, self.registered, self.slow_codes = "", set(), {}
+        # Subscribers taken off the epoll: they stopped reading.
+        self.why, self.unwatched, self.slow_codes = "", set(), {}
         self.new_phase(0, 0)
 
     def new_phase(self, base, messages):
@@ -91,9 +92,9 @@ class LoadClient:
             self.ready -= 1
             if not s.slow:
                 self.gone_received += s.count
-        if not s.slow or fd in self.registered:
+        if fd not in self.unwatched:
             self.ep.unregister(fd)
-            self.registered.discard(fd)
+        self.unwatched.discard(fd)
         s.sock.close()
         del self.subs[fd]
 
@@ -212,8 +213,9 @@ class LoadClient:
         opened, t0, progress, stalled = 0, time.time(), 0, time.time()
         while self.ready + self.failed < opened or opened < n:
             if time.time() > deadline or time.time() - stalled > STALL:
-                self.why = self.why or "%d handshakes unfinished after %.0f s" % (
-                    opened - self.ready - self.failed, time.time() - t0)
+                self.why = self.why or "%s after %.0f s, %d handshakes unfinished" % (
+                    "time limit" if time.time() > deadline else "no progress for %d s" % STALL,
+                    time.time() - t0, opened - self.ready - self.failed)
                 break
             while opened < min(n, self.ready + self.failed + IN_FLIGHT) and not (
                     until_failure and self.failed):
@@ -225,7 +227,6 @@ class LoadClient:
                     break
                 self.subs[s.sock.fileno()] = s
                 self.ep.register(s.sock.fileno(), select.EPOLLOUT)
-                self.registered.add(s.sock.fileno())
                 opened += 1
             if until_failure and self.failed:
                 n = opened
@@ -246,7 +247,7 @@ class LoadClient:
         for fd, s in stopped:
             s.slow = True  # unregistered, the kernel's buffers fill and the server must act
             self.ep.unregister(fd)
-            self.registered.discard(fd)
+            self.unwatched.add(fd)
         reading = len(ready) - len(stopped)
         self.pipe.send("started")
         cpu0, wall0, accepted = time.process_time(), time.time(), None
@@ -285,7 +286,7 @@ class LoadClient:
         self.codes = collections.Counter()
         for fd in fds:
             self.ep.register(fd, select.EPOLLIN)
-            self.registered.add(fd)
+            self.unwatched.discard(fd)
         end = time.time() + SLOW_DRAIN
         while time.time() < end and any(
                 fd in self.subs and self.subs[fd].count < accepted for fd in fds):
@@ -293,7 +294,7 @@ class LoadClient:
         for fd in fds:
             if fd in self.subs:
                 self.ep.unregister(fd)
-                self.registered.discard(fd)
+                self.unwatched.add(fd)
         self.slow_codes = dict(self.codes)
         return sum(fd in self.subs for fd in fds)
 

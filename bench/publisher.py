@@ -7,6 +7,8 @@ import time
 
 from procs import CLIENT_CPU, KEY, SERVERS, pin
 
+PUBLISHERS = 4  # keep-alive connections when one cannot keep up: throughput mode, steps
+
 
 def publisher_main(pipe, port, m, rate, deadline, connections, server="rulecast",
                    base=0):

@@ -5,12 +5,13 @@ import importlib.util
 import json
 import signal
 import sys
+import time
 
-from procs import raise_nofile
+from procs import log_tail, raise_nofile
+from publisher import PUBLISHERS
 from suite_report import machine, print_report, summarize
 from target import Target
 
-PUBLISHERS = 4  # keep-alive publisher connections, paced together, so a step can reach its rate
 BEHIND = 0.9  # a step fails when the publisher achieved less than this share of its rate
 SLOW_SHARE = 0.01  # of the subscribers stop reading in the slow-consumer phase
 HISTORY = 1_000_000  # history.max_per_channel: pruning never matters in a run
@@ -25,10 +26,10 @@ def figures(prefix, phase):
             prefix + "_client_busy": phase["busy"]}
 
 
-def verdict(phase, rate, budget):
-    """Why a step failed, as (kind, detail), or None when it passed; ``budget``: p99 ms."""
-    sent, server_busy = phase["sent"], phase["cpu_s"] / phase["wall_s"]
-    achieved = (sent["ok"] - 1) / max(sent["last"] - sent["first"], 1e-9)
+def verdict(phase, step, rate, budget):
+    """Why a step failed, as (kind, detail), or None when it passed; ``step``: its
+    figures, ``budget``: its p99 limit in ms."""
+    sent, achieved = phase["sent"], step["publish_rate"]
     if phase["closed"]:
         return "closed", "the server closed %d subscribers (codes %s)" % (
             phase["closed"], ", ".join("%s: %d" % kv for kv in sorted(phase["codes"].items())))
@@ -39,13 +40,15 @@ def verdict(phase, rate, budget):
     if phase["p99"] > budget:
         return "p99", "p99 %.0f ms > %.0f ms" % (phase["p99"], budget)
     if achieved < BEHIND * rate:
-        kind = "server-bound" if server_busy > 0.8 else "publisher-bound"
-        return kind, "published %.0f/s of %.0f/s (server %.0f%%, publisher %.0f%%, client %.0f%% " \
-            "busy)" % (achieved, rate, server_busy * 100, sent["busy"] * 100, phase["busy"] * 100)
+        kind = "server-bound" if step["server_busy"] > 0.8 else "publisher-bound"
+        return kind, "published %.0f/s of %.0f/s (server %.0f%%, publisher %.0f%%, client " \
+            "%.0f%% busy)" % (achieved, rate, step["server_busy"] * 100, sent["busy"] * 100,
+                              phase["busy"] * 100)
     return None
 
 
 def step_figures(phase, ready):
+    """A step's throughput and cost; the rate is the publisher's achieved one."""
     sent = phase["sent"]
     rate = (sent["ok"] - 1) / max(sent["last"] - sent["first"], 1e-9)
     return dict(publish_rate=rate, deliveries_per_s=ready * rate,
@@ -71,9 +74,10 @@ class Run:
                              max_connections=self.n + 1000, max_per_channel=HISTORY)
         report = self.target.connect(self.n, self.args.addresses)
         if report["ready"] < self.n:
-            raise RuntimeError("%s: only %d of %d subscribers connected (%s); see the "
-                               "server's log above" % (self.server, report["ready"], self.n,
-                                                       report["why"]))
+            raise RuntimeError("%s: only %d of %d subscribers connected (%s); lower "
+                               "--subscribers or look for the cause at the end of the "
+                               "server's log:\n%s" % (self.server, report["ready"], self.n,
+                                                      report["why"], log_tail(self.target.tmp)))
         return report
 
     def close(self):
@@ -88,9 +92,9 @@ class Run:
         while True:
             messages = max(args.step_messages, round(rate * args.step_seconds))
             phase = self.target.phase(messages, rate, PUBLISHERS)
-            failed = verdict(phase, rate, budget)
-            self.result["steps"].append(dict(step_figures(phase, self.n), rate=rate,
-                                             failed=failed and failed[1]))
+            step = step_figures(phase, self.n)
+            failed = verdict(phase, step, rate, budget)
+            self.result["steps"].append(dict(step, rate=rate, failed=failed and failed[1]))
             if failed:
                 self.result.update(failed_rate=rate, failed_why=failed[0],
                                    failed_detail=failed[1])
@@ -118,7 +122,7 @@ class Run:
             best, damaged = self.step(budget)
             if best is None:
                 result["notes"].append("no step passed: the sustained figures are 0 and the "
-                                       "50%% phases run at half the first step's rate")
+                                       "50 % phases run at half the first step's rate")
                 best = dict(publish_rate=max(1.0, args.start_deliveries / n), deliveries_per_s=0,
                             cpu_us_per_delivery=0, server_busy=0, client_busy=0)
             result.update(("sustained_" + k, v) for k, v in best.items())
@@ -152,6 +156,7 @@ def max_connections(server, args):
                 max_connections=args.max_connections + 1000, max_per_channel=HISTORY) as target:
         report = target.connect(args.max_connections, args.addresses, until_failure=True,
                                 seconds=args.max_connections_seconds)
+        time.sleep(1)  # for the server to close what it would not keep
         held = target.count()
         why = report["why"] or ("target reached" if report["ready"] >= args.max_connections
                                 else "")
@@ -206,6 +211,7 @@ def main(argv=None):
     if max(counts) + 100 > nofile:
         p.error("%d subscribers need more file descriptors than RLIMIT_NOFILE (%d); "
                 "raise it (ulimit -n) or lower --subscribers" % (max(counts), nofile))
+    where = machine()  # before the runs: the commit measured, not one checked out meanwhile
     runs = {s: {n: [] for n in counts} for s in servers}
     for n in counts:
         for k in range(args.runs):
@@ -222,7 +228,7 @@ def main(argv=None):
     results = {s: {n: summarize(runs[s][n]) for n in counts} for s in servers}
     report = dict(command=" ".join(["bench/suite.py"] + sys.argv[1:] if argv is None
                                    else ["bench/suite.py"] + argv),
-                  machine=machine(), runs=args.runs, results=results,
+                  machine=where, runs=args.runs, results=results,
                   all_runs=runs, max_connections=maxconn)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
