@@ -17,7 +17,7 @@ test: $(STAMP)
 install: $(STAMP)
 
 # Benchmarks (not part of make test): rules, then the suite against Flask-SocketIO
-# (docs/performance.md; about 25 minutes on 2 cores).
+# (docs/performance.md; about 15 minutes on 2 cores).
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/rules.py
