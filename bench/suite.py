@@ -172,7 +172,9 @@ def main(argv=None):
     p.add_argument("--subscribers", default="100,1000,10000", help="comma-separated counts N")
     p.add_argument("--runs", type=int, default=3, help="runs per server and N; figures are "
                    "their medians, losses the worst run")
-    p.add_argument("--server", choices=("rulecast", "peer", "both"), default="both")
+    p.add_argument("--server", choices=("rulecast", "peer", "both"), default="both",
+                   help="rulecast (--workers 1), the peer Flask-SocketIO "
+                        "(bench/peer_socketio.py), or both with the ratios")
     p.add_argument("--start-deliveries", type=float, default=5000,
                    help="the first step publishes at this ÷ N messages/s (at least 1/s)")
     p.add_argument("--p99-ms", type=float, default=100,
