@@ -86,7 +86,8 @@ class LoadClient:
         """Close ``s``; ``why``: the close code of the server's close frame, or the reason."""
         if s.state < 3:
             self.failed += 1
-            self.why = self.why or str(why)
+            self.why = self.why or (
+                "closed by the server with code %d" % why if isinstance(why, int) else why)
         else:
             self.codes[str(why)] += 1
             self.ready -= 1
