@@ -16,11 +16,12 @@ test: $(STAMP)
 
 install: $(STAMP)
 
-# Benchmarks (not part of make test): rules, then fan-out against Flask-SocketIO.
+# Benchmarks (not part of make test): rules, then the suite against Flask-SocketIO
+# (docs/performance.md; about 15 minutes on 2 cores).
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/rules.py
-	$(BIN)/python bench/fanout.py --peer --subscribers 100,1000 --rate 20
+	$(BIN)/python bench/suite.py
 
 # The documentation site in docs/_build/html; warnings are errors (a broken link fails).
 docs: $(STAMP)

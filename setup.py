@@ -26,7 +26,7 @@ setup(
     extras_require={
         "redis": ["redis>=5.0"],
         "test": ["pytest>=7.4", "pytest-timeout>=2.1", "transaction>=5.0", "wheel",
-                 "redis>=5.0", "playwright>=1.40"],
+                 "redis>=5.0", "playwright>=1.40", "flask-socketio>=5.3"],
         "docs": ["sphinx>=7.4", "myst-parser>=3.0", "furo>=2024.8.6"],
         "bench": ["flask-socketio>=5.3"],
     },

@@ -1,4 +1,6 @@
-"""Smoke tests of bench/fanout.py: tiny real runs deliver everything (no timing is asserted)."""
+"""Smoke tests of bench/fanout.py and bench/suite.py: tiny real runs deliver everything
+(no timing is asserted)."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -21,6 +23,7 @@ def fanout(*args):
 
 @pytest.mark.timeout(180)  # above the subprocess timeout, so a hang reports the bench's output
 def test_fanout_smoke():
+    """One worker, 20 subscribers, 10 messages at 100/s: all 200 deliveries arrive."""
     result = fanout("--rate", "100")
     assert result["lost"] == 0, result
     assert result["deliveries"] == 200, result
@@ -35,3 +38,33 @@ def test_fanout_smoke_two_workers():
     assert result["workers"] == 2, result
     assert result["lost"] == 0, result
     assert result["deliveries"] == 200, result
+
+
+#: Every phase of the suite, tiny: 20 subscribers, short steps, a low cap on the rate.
+SUITE_TINY = ["--subscribers", "20", "--runs", "1", "--max-connections", "200",
+              "--step-seconds", "0.5", "--max-rate", "200", "--idle-messages", "3",
+              "--latency-seconds", "1", "--slow-seconds", "1", "--json"]
+
+
+@pytest.mark.timeout(180)
+def test_suite_smoke():
+    """Every phase of bench/suite.py runs on both servers, without loss, with sane figures."""
+    both = importlib.util.find_spec("flask_socketio") is not None
+    run = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "suite.py"), *SUITE_TINY,
+         "--server", "both" if both else "rulecast"],
+        cwd=ROOT, capture_output=True, text=True, timeout=150)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads(run.stdout)
+    assert sorted(report["results"]) == (["peer", "rulecast"] if both else ["rulecast"])
+    for server, by_n in report["results"].items():
+        figures = by_n["20"]["median"]
+        for phase in ("lat1", "lat50", "slow"):
+            assert figures[phase + "_lost"] == 0, (server, phase, figures)
+            assert figures[phase + "_closed"] == 0, (server, phase, figures)
+            assert 0 < figures[phase + "_p50_ms"] <= figures[phase + "_p99_ms"] \
+                <= figures[phase + "_max_ms"], (server, phase, figures)
+        assert figures["sustained_deliveries_per_s"] > 0, (server, figures)
+        assert figures["sustained_cpu_us_per_delivery"] > 0, (server, figures)
+        assert figures["slow_clients"] == 1, (server, figures)
+        assert report["max_connections"][server]["held"] == 200, report["max_connections"]
