@@ -2,8 +2,8 @@
 import contextvars
 import json
 import logging
+import os
 import sys
-import uuid
 
 __all__ = ["setup", "set_process", "request_id", "new_request_id", "fields"]
 
@@ -22,7 +22,7 @@ request_id = contextvars.ContextVar("rulecast_request_id", default=None)
 def new_request_id(given=None):
     """Use the client's X-Request-ID when it is sane, else make one; set it as current."""
     rid = given if given and len(given) <= 64 and given.isprintable() and " " not in given \
-        else uuid.uuid4().hex[:12]
+        else os.urandom(6).hex()
     request_id.set(rid)
     return rid
 
