@@ -169,7 +169,12 @@ class LoadClient:
         s.buf = buf[pos:]
 
     def pump(self, timeout):
-        for fd, _ in self.ep.poll(timeout, 1000):
+        events = self.ep.poll(timeout, 1000)
+        # A delivery's time is when epoll said its socket was readable: the frame had
+        # arrived by then. Reading the sockets before it in the batch is the client's
+        # own cost, which would otherwise add up to ~10 ms per 1,000 subscribers.
+        now = time.time()
+        for fd, _ in events:
             s = self.subs.get(fd)
             if fd == self.pipe.fileno():
                 self.commands.append(self.pipe.recv())
@@ -205,13 +210,14 @@ class LoadClient:
                 if s.state < 2 or not data:
                     self.drop(fd, s, why)
                     continue
-                self.frames(fd, s, buf[end:] if end else buf, time.time())
+                self.frames(fd, s, buf[end:] if end else buf, now)
 
     def connect(self, n, deadline, until_failure):
         """Opens ``n`` subscribers, round robin over the source addresses, at most IN_FLIGHT
         handshakes at a time; with ``until_failure``, stops opening at the first failure.
         Returns the connect report."""
         opened, t0, progress, stalled = 0, time.time(), 0, time.time()
+        cpu0 = time.process_time()
         while self.ready + self.failed < opened or opened < n:
             if time.time() > deadline or time.time() - stalled > STALL:
                 self.why = self.why or "%s after %.0f s, %d handshakes unfinished" % (
@@ -234,8 +240,9 @@ class LoadClient:
             self.pump(0.05)
             if self.ready + self.failed > progress:
                 progress, stalled = self.ready + self.failed, time.time()
-        return dict(connect_s=time.time() - t0, ready=self.ready, failed=self.failed,
-                    why=self.why)
+        wall = time.time() - t0
+        return dict(connect_s=wall, ready=self.ready, failed=self.failed, why=self.why,
+                    busy=(time.process_time() - cpu0) / max(wall, 1e-9))
 
     def phase(self, base, messages, slow, deadline):
         """Stops ``slow`` ready subscribers reading (spread over them), says "started", takes

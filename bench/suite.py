@@ -111,7 +111,9 @@ class Run:
         args, n, result = self.args, self.n, self.result
         try:
             report = self.start()
-            result.update(connect_s=report["connect_s"],
+            result.update(connect_s=report["connect_s"], connect_client_busy=report["busy"],
+                          connect_cpu_us=report["cpu_us_per_connect"],
+                          connect_server_busy=report["server_busy"],
                           idle_kib_per_conn=report["rss_kib_per_conn"])
             result.update(figures("lat1", self.target.phase(args.idle_messages, 1.0)))
             # When one message alone takes longer than the budget to reach everyone (N =

@@ -11,7 +11,9 @@ WORST = ("_lost", "_closed")  # figures shown as their worst run: a loss is not 
 SERVER_HEADS = {"rulecast": "rulecast", "peer": "Flask-SocketIO"}
 
 # (label, figure, format, the client's busy share beside it); "%" formats a share.
-ROWS = [("connect s", "connect_s", "%.2f", None),
+ROWS = [("connect s", "connect_s", "%.2f", "connect_client_busy"),
+        ("  srv CPU us/connect", "connect_cpu_us", "%.0f", None),
+        ("  srv busy", "connect_server_busy", "%", None),
         ("idle KiB/conn", "idle_kib_per_conn", "%.1f", None),
         ("sustained deliveries/s", "sustained_deliveries_per_s", "%.0f",
          "sustained_client_busy"),

@@ -58,14 +58,19 @@ class Target:
 
     def connect(self, n, addresses=1, until_failure=False, seconds=None):
         """Opens ``n`` subscribers (see loadclient.LoadClient.connect); the client's report
-        (within ``seconds``) with the server's RSS growth per ready subscriber and the descriptors each server
+        (within ``seconds``) with the server's CPU per ready subscriber and busy share
+        meanwhile, its RSS growth per ready subscriber, and the descriptors each server
         process took (``conns``, by pid)."""
+        before = sample(self.pids)
         self.client = self.spawn(client_main, n, self.deadline, self.server, addresses,
                                  until_failure, seconds)
         report = wait_for(self.client, self.deadline + 5, "connect report")
         # The whole tree again, in case a process was restarted.
         self.pids = process_tree(self.proc.pid)
         now = sample(self.pids)
+        cpu = sum(now[p][0] - before[p][0] for p in now if now[p] and before.get(p))
+        report.update(server_busy=cpu / max(report["connect_s"], 1e-9),
+                      cpu_us_per_connect=cpu * 1e6 / max(report["ready"], 1))
         report.update(rss_kib=rss_of(now), rss_growth_kib=rss_of(now) - self.rss0,
                       rss_kib_per_conn=(rss_of(now) - self.rss0) / max(report["ready"], 1),
                       conns={p: fd_count(p) - self.fds0.get(p, 0) for p in self.pids})

@@ -25,10 +25,11 @@ class Hub:
         #: Bumped whenever a subscription changes, so presence is written only then.
         self.version = 0
         self._due = []  # connections to flush
+        # Counted when scraped: a set() per connect and close cost a lock each time.
+        metrics.connections.set_function(lambda: len(self.connections))
 
     def add(self, connection):
         self.connections.add(connection)
-        self.metrics.connections.set(len(self.connections))
 
     def subscribe(self, connection, channel):
         connection.channels.add(channel)
@@ -51,7 +52,6 @@ class Hub:
         self.connections.discard(connection)
         for channel in tuple(connection.channels):
             self.unsubscribe(connection, channel)
-        self.metrics.connections.set(len(self.connections))
 
     def users(self, channel):
         """The users (not anonymous connections) subscribed to ``channel`` here."""
