@@ -13,6 +13,7 @@ from geventwebsocket.exceptions import WebSocketError
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Header, Stream, WebSocket as _WebSocket
 
+from rulecast.headers import Headers
 from rulecast.logs import fields
 from rulecast.message import ws_frame
 
@@ -144,6 +145,9 @@ def origin_allowed(environ, allowed):
 
 class Handler(WebSocketHandler):
     """Upgrades only the server's WebSocket path, refusing foreign origins with 403."""
+
+    #: How request headers are read: without the email package (rulecast.headers).
+    MessageClass = Headers
 
     #: Bytes the request reader buffers. pywsgi's default, 8 KiB, would stay allocated
     #: for a WebSocket's whole life, a third of what an idle connection costs; a
