@@ -49,6 +49,15 @@ def read_all(sock, until_close=True):
             return buf
 
 
+def subscriber(sock, limit):
+    """A hub and a connection on ``sock`` subscribed to user:u, queueing up to ``limit``."""
+    hub = Hub(Metrics())
+    conn = WebSocketConnection(hub, Identity("u"), limit, sock)
+    hub.add(conn)
+    hub.subscribe(conn, "user:u")
+    return hub, conn
+
+
 def fill(sock):
     """Shrink ``sock``'s buffers so that a few large frames fill them."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
@@ -64,11 +73,7 @@ def test_overflow_closes_1013_and_drops_queue(pair):
     server_side, client_side = pair
     fill(server_side)
     fill(client_side)
-    metrics = Metrics()
-    hub = Hub(metrics)
-    conn = WebSocketConnection(hub, Identity("u"), 5, server_side)
-    hub.add(conn)
-    hub.subscribe(conn, "user:u")
+    hub, conn = subscriber(server_side, 5)
     for i in range(1, 40):  # no yield: the writer cannot drain meanwhile
         hub.deliver(big(i))
     assert conn.closed and len(conn.queue) == 1  # just the close frame
@@ -81,10 +86,7 @@ def test_overflow_closes_1013_and_drops_queue(pair):
 def test_frames_go_out_at_once_in_order(pair):
     """With room in the socket, each frame is sent as it comes: no writer is needed."""
     server_side, client_side = pair
-    hub = Hub(Metrics())
-    conn = WebSocketConnection(hub, Identity("u"), 100, server_side)
-    hub.add(conn)
-    hub.subscribe(conn, "user:u")
+    hub, conn = subscriber(server_side, 100)
     for i in range(1, 11):
         hub.deliver(Message(i, "user:u", "t", {"n": i}))
         gevent.sleep(0)  # the hub flushes
@@ -100,10 +102,7 @@ def test_writer_drains_a_full_socket_in_order(pair):
     server_side, client_side = pair
     fill(server_side)
     fill(client_side)
-    hub = Hub(Metrics())
-    conn = WebSocketConnection(hub, Identity("u"), 100, server_side)
-    hub.add(conn)
-    hub.subscribe(conn, "user:u")
+    hub, conn = subscriber(server_side, 100)
     for i in range(1, 21):
         hub.deliver(big(i))
     gevent.sleep(0)  # the hub flushes: the socket takes part
@@ -122,10 +121,7 @@ def test_resume_holds_live_messages_until_replay_done(pair, tmp_path):
     store = SQLiteStore(str(tmp_path / "s.db"))
     for n in range(450):
         store.append("user:u", {"n": n})
-    hub = Hub(Metrics())
-    conn = WebSocketConnection(hub, Identity("u"), 1000, server_side)
-    hub.add(conn)
-    hub.subscribe(conn, "user:u")
+    hub, conn = subscriber(server_side, 1000)
     live = []
 
     def publish_live():
@@ -150,10 +146,7 @@ def test_repeated_resume_sends_nothing_twice(pair, tmp_path):
     store = SQLiteStore(str(tmp_path / "s.db"))
     for n in range(10):
         store.append("user:u", {"n": n})
-    hub = Hub(Metrics())
-    conn = WebSocketConnection(hub, Identity("u"), 1000, server_side)
-    hub.add(conn)
-    hub.subscribe(conn, "user:u")
+    hub, conn = subscriber(server_side, 1000)
     conn.live_after("user:u", 10)
     conn.resume(store, 6)
     conn.resume(store, 3)
@@ -161,3 +154,16 @@ def test_repeated_resume_sends_nothing_twice(pair, tmp_path):
     conn.close(1000)
     ids = [json.loads(p)["id"] for op, p in frames(read_all(client_side)) if op == 0x1]
     assert ids == [7, 8, 9, 10, 4, 5, 6]
+
+
+def test_deliveries_before_a_yield_leave_together(pair):
+    """Messages delivered in one go wait in the queue and are flushed in one send."""
+    server_side, client_side = pair
+    hub, conn = subscriber(server_side, 100)
+    for i in range(1, 6):
+        hub.deliver(Message(i, "user:u", "t", {"n": i}))
+    assert len(conn.queue) == 5 and conn.due
+    gevent.sleep(0)
+    assert not conn.queue and not conn.due
+    client_side.settimeout(2)
+    assert client_side.recv(65536).count(b'"type":"message"') == 5

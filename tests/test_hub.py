@@ -1,9 +1,4 @@
 """The hub fans a message out to its channel's connections, sharing one encoding."""
-import gevent
-from gevent import socket as gsocket
-
-from rulecast.channels import Identity
-from rulecast.connection import WebSocketConnection
 from rulecast.hub import Hub
 from rulecast.message import Message
 from rulecast.metrics import Metrics
@@ -54,20 +49,3 @@ def test_remove_forgets_all_subscriptions():
     assert hub.subscribers == {} and a not in hub.connections
     hub.remove(a)  # idempotent
 
-
-def test_deliveries_before_a_yield_leave_together():
-    """Messages delivered in one go wait in the queue and are flushed in one send."""
-    a, b = gsocket.socketpair()
-    hub = Hub(Metrics())
-    conn = WebSocketConnection(hub, Identity("u"), 100, a)
-    hub.add(conn)
-    hub.subscribe(conn, "user:u")
-    for i in range(1, 6):
-        hub.deliver(Message(i, "user:u", "t", {"n": i}))
-    assert len(conn.queue) == 5 and conn.due
-    gevent.sleep(0)
-    assert not conn.queue and not conn.due
-    b.settimeout(2)
-    assert b.recv(65536).count(b'"type":"message"') == 5
-    a.close()
-    b.close()
