@@ -1,5 +1,4 @@
-"""What only the SQLite store does: its file, its id sequence across restarts,
-its pruning, store URLs. What every store does is in tests/test_store_contract.py."""
+"""What only the SQLite store does; what every store does is in test_store_contract.py."""
 import os
 import sqlite3
 

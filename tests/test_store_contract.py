@@ -1,6 +1,4 @@
-"""What every store promises (rulecast.store.Store): one suite, run on SQLite and on Redis.
-
-What only one backend does stays in tests/test_store.py and tests/test_store_redis.py."""
+"""What every store promises (rulecast.store.Store), run on SQLite and on Redis."""
 import pytest
 
 from rulecast.message import Message

@@ -1,5 +1,4 @@
-"""What only the Redis store does: shared ids, trimming in the append script, publish
-outcomes, prefixes. What every store does is in tests/test_store_contract.py."""
+"""What only the Redis store does; what every store does is in test_store_contract.py."""
 import subprocess
 import sys
 
