@@ -37,9 +37,9 @@ nitpicky = True
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": False}
 
-# Set to True once every built-in condition and action factory has a docstring: a
-# missing one then fails the build.
-rulecast_steps_require_docstring = False
+# Every built-in condition and action factory has a docstring; a missing one fails
+# the build.
+rulecast_steps_require_docstring = True
 
 try:
     import furo  # noqa: F401

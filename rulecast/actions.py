@@ -183,6 +183,8 @@ def _channel(action, text):
 # -- factories ----------------------------------------------------------------------------
 
 def notify_from_config(options, compiler):
+    """A notification (``title``, ``body``, ``url``, extra ``data``) to each channel in
+    ``to``, once per channel; everything is rendered before the first is sent."""
     targets = _compile(compiler, "to", options["to"])
     parts = {key: _compile(compiler, key, options[key])
              for key in ("title", "body", "url") if key in options}
@@ -205,6 +207,7 @@ def notify_from_config(options, compiler):
 
 
 def publish_from_config(options, compiler):
+    """One message with the rendered ``data`` to the rendered ``channel``."""
     channel = _compile(compiler, "channel", options["channel"])
     data = _compile(compiler, "data", options["data"])
 
@@ -216,6 +219,8 @@ def publish_from_config(options, compiler):
 
 
 def webhook_from_config(options, compiler):
+    """An HTTP request to the rendered ``url``, with the event (or the rendered ``body``)
+    as JSON, retried with back-off in the background."""
     url = _compile(compiler, "url", options["url"])
     headers = _compile(compiler, "headers", options["headers"])
     body = None if options["body"] is None else _compile(compiler, "body", options["body"])
@@ -239,6 +244,7 @@ def webhook_from_config(options, compiler):
 
 
 def log_from_config(options, compiler):
+    """A line in the server's log at ``level`` with the rendered ``message``."""
     message = _compile(compiler, "message", options["message"])
     level = options["level"]
 

@@ -134,6 +134,7 @@ def _is(what, value):
 
 
 def type_from_config(globs, compiler):
+    """The event's type matches one of the globs (``comment.*``)."""
     match = _one_regex(fnmatch.translate(g) for g in globs)
 
     def check(event):
@@ -143,6 +144,8 @@ def type_from_config(globs, compiler):
 
 
 def path_from_config(globs, compiler):
+    """The object's ``path`` matches one of the globs: ``*`` within one segment, ``**``
+    across segments."""
     match = _one_regex(path_regex(g) for g in globs)
 
     def check(event):
@@ -153,6 +156,7 @@ def path_from_config(globs, compiler):
 
 
 def object_type_from_config(names, compiler):
+    """The object's ``type`` is one of the names."""
     names = frozenset(names)
 
     def check(event):
@@ -164,6 +168,8 @@ def object_type_from_config(names, compiler):
 
 
 def field_from_config(options, compiler):
+    """A field of the event, by dotted name (``data.state``), equals a value, is or is
+    not among values, or exists."""
     name, op, arg = options
     if op == "equals":
         def check(event):
@@ -182,6 +188,7 @@ def field_from_config(options, compiler):
 
 
 def actor_in_group_from_config(groups, compiler):
+    """The actor belongs to at least one of the groups."""
     wanted = frozenset(groups)
 
     def check(event):
@@ -197,6 +204,8 @@ def actor_in_group_from_config(groups, compiler):
 
 
 def actor_is_owner_from_config(wanted, compiler):
+    """The actor is (``true``) or is not (``false``) the object's ``owner``; an actor
+    without an id owns nothing."""
     def check(event):
         actor = event.actor.get("id")
         # Two missing ids are not a match: an anonymous actor owns nothing.
@@ -208,6 +217,8 @@ def actor_is_owner_from_config(wanted, compiler):
 
 
 def expr_from_config(source, compiler):
+    """A sandboxed Jinja2 expression over the event is true; an undefined name fails
+    the rule instead of reading as false."""
     evaluate = compiler.expression(source)
 
     def check(event):
@@ -234,6 +245,7 @@ def _nested(compiler, items, name):
 
 
 def all_from_config(items, compiler):
+    """Every nested condition holds."""
     checks = _nested(compiler, items, "all")
 
     def check(event):
@@ -254,10 +266,12 @@ def _any(checks):
 
 
 def any_from_config(items, compiler):
+    """At least one nested condition holds."""
     return _any(_nested(compiler, items, "any"))
 
 
 def not_from_config(items, compiler):
+    """None of the nested conditions holds."""
     holds = _any(_nested(compiler, items, "not"))
     return lambda event: not holds(event)
 
