@@ -21,7 +21,7 @@ class Headers:
     def __init__(self, fp, *_):
         #: Why the headers could not be read; "" when they could.
         self.status = ""
-        self._fields = []  # [name, value], as sent
+        self._fields = []  # (name, value) as sent: tuples of strings, which the GC untracks
         while True:
             line = fp.readline(MAX_LINE + 1)
             if len(line) > MAX_LINE:
@@ -31,7 +31,8 @@ class Headers:
                 return
             text = line.decode("iso-8859-1").rstrip("\r\n")
             if text[:1] in (" ", "\t") and self._fields:  # obsolete folding (RFC 7230 3.2.4)
-                self._fields[-1][1] += " " + text.strip()
+                name, value = self._fields[-1]
+                self._fields[-1] = (name, value + " " + text.strip())
                 continue
             name, colon, value = text.partition(":")
             if not colon or not name or name != name.strip():
@@ -40,7 +41,7 @@ class Headers:
             if len(self._fields) >= MAX_HEADERS:
                 self.status = "more than %d header lines" % MAX_HEADERS
                 return
-            self._fields.append([name, value.strip()])
+            self._fields.append((name, value.strip()))
 
     def get(self, name, default=None):
         """The first value of header ``name`` (any case), else ``default``."""
