@@ -166,3 +166,37 @@ def server(tmp_path_factory):
     s.start()
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory):
+    """One redis-server for the store tests (skipped when redis-py or redis-server is
+    missing)."""
+    from tests.test_redis import RedisServer
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server_url):
+    """That Redis, emptied for each test."""
+    from rulecast.store.redis import RedisStore
+    store = RedisStore(redis_server_url)
+    store.client.flushall()
+    store.close()
+    return redis_server_url
+
+
+def store_opener(make):
+    """For a fixture: yields ``open(**options)``, a new store from ``make(**options)``;
+    every store it opened is closed when the fixture ends."""
+    stores = []
+
+    def open_store(**options):
+        stores.append(make(**options))
+        return stores[-1]
+
+    yield open_store
+    for store in stores:
+        store.close()

@@ -4,40 +4,21 @@ import pytest
 from rulecast.message import Message
 from rulecast.store import Store
 from rulecast.store.sqlite import SQLiteStore
+from tests.conftest import store_opener
 
 OLD = "2001-01-01T00:00:00.000Z"
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    """A redis-server for this module (the Redis cases skip when there is none)."""
-    from tests.test_redis import RedisServer  # skips when redis-py or redis-server is missing
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server.url
-    server.stop()
-
-
 @pytest.fixture(params=["sqlite", "redis"])
 def opened(request, tmp_path):
-    """Opens stores of the backend under test on one database, empty at the start;
-    all closed at the end."""
+    """Opens stores of the backend under test on one database, empty at the start."""
     if request.param == "sqlite":
         path = str(tmp_path / "var" / "store.db")
-        make = lambda **kw: SQLiteStore(path, **kw)  # noqa: E731
+        yield from store_opener(lambda **kw: SQLiteStore(path, **kw))
     else:
         from rulecast.store.redis import RedisStore
         url = request.getfixturevalue("redis_url")
-        make = lambda **kw: RedisStore(url, **kw)  # noqa: E731
-        make().client.flushall()
-    stores = []
-
-    def open_store(**kw):
-        stores.append(make(**kw))
-        return stores[-1]
-
-    yield open_store
-    for store in stores:
-        store.close()
+        yield from store_opener(lambda **kw: RedisStore(url, **kw))
 
 
 @pytest.fixture

@@ -6,40 +6,15 @@ import pytest
 
 from rulecast.store import open_store
 from rulecast.store.redis import RedisStore
-from tests.conftest import ROOT
-from tests.test_redis import RedisServer
+from tests.conftest import ROOT, store_opener
 
 OLD = "2001-01-01T00:00:00.000Z"
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server.url
-    server.stop()
-
-
 @pytest.fixture
-def url(redis_url):
-    """The module's Redis, emptied for each test."""
-    server = RedisStore(redis_url)
-    server.client.flushall()
-    server.close()
-    return redis_url
-
-
-@pytest.fixture
-def opened(url):
-    """Open RedisStores on the test's Redis; all closed at the end."""
-    stores = []
-
-    def make(**kwargs):
-        stores.append(RedisStore(url, **kwargs))
-        return stores[-1]
-
-    yield make
-    for s in stores:
-        s.close()
+def opened(redis_url):
+    """Opens RedisStores on the test's emptied Redis."""
+    yield from store_opener(lambda **kw: RedisStore(redis_url, **kw))
 
 
 @pytest.fixture
@@ -165,9 +140,9 @@ def test_raise_last_id_never_lowers(store):
     assert store.raise_last_id(3) == 51 and store.last_id() == 51
 
 
-def test_prefix_separates_two_stores(url, opened):
+def test_prefix_separates_two_stores(redis_url, opened):
     """Stores with different ?prefix= share one Redis without seeing each other."""
-    a, b = opened(), RedisStore(url.replace("/0", "/0?prefix=other"))
+    a, b = opened(), RedisStore(redis_url.replace("/0", "/0?prefix=other"))
     try:
         a.append("topic:a", {})
         assert b.last_id() == 0 and b.since(0, ["topic:a"]) == []
@@ -176,9 +151,9 @@ def test_prefix_separates_two_stores(url, opened):
         b.close()
 
 
-def test_open_store_redis(url):
+def test_open_store_redis(redis_url):
     """open_store opens redis:// (and rediss://) URLs as a RedisStore with the limits."""
-    s = open_store(url, max_per_channel=7)
+    s = open_store(redis_url, max_per_channel=7)
     try:
         assert isinstance(s, RedisStore) and s.max_per_channel == 7
         assert s.last_id() == 0
