@@ -1,4 +1,7 @@
-"""The HTTP API under the prefix: publish, notifications, SSE, health and metrics."""
+"""The HTTP API under the prefix: notifications, SSE, rules, health and metrics.
+
+Publish and events, the endpoints every message goes through, are served before
+Flask, by :mod:`rulecast.ingest`."""
 import hmac
 import logging
 import os
@@ -9,9 +12,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 from werkzeug.exceptions import HTTPException
 
 from rulecast import sse
-from rulecast.bus import BusUnavailable
 from rulecast.channels import ChannelError, parse as parse_channel
-from rulecast.events import load_events
 from rulecast.identity import identify
 from rulecast.tokens import InvalidToken
 
@@ -57,6 +58,7 @@ class ReadSchema(Schema):
 # One instance each: a Schema deep-copies its fields when made, which cost a twentieth
 # of a publish; loading keeps no state in the instance.
 PUBLISH, INBOX_QUERY, READ = PublishSchema(), InboxQuerySchema(), ReadSchema()
+PUBLISH_MANY = PublishSchema(many=True)
 
 
 def _server():
@@ -99,31 +101,6 @@ def require_user():
         raise ApiError(401, {"token": ["send a user token (cookie rulecast_token, "
                                        "Authorization: Bearer or ?token=)"]})
     return identity
-
-
-@bp.post("/api/publish")
-def publish():
-    require_api_key()
-    body = _load(PUBLISH, _json_body())
-    try:
-        message = _server().bus.publish(body["channel"], body["data"])
-    except BusUnavailable as exc:
-        raise ApiError(503, {"_": ["not accepted: %s; try again" % exc]}) from None
-    return jsonify(id=message.id), 202
-
-
-@bp.post("/api/events")
-def events():
-    require_api_key()
-    try:
-        batch = load_events(_json_body())
-    except ValidationError as exc:
-        raise ApiError(400, exc.messages) from None
-    try:
-        matched, ids = _server().engine.process(batch)
-    except BusUnavailable as exc:
-        raise ApiError(503, {"_": ["not accepted: %s; try again" % exc]}) from None
-    return jsonify(matched=matched, messages=ids), 202
 
 
 @bp.get("/api/rules")
@@ -209,18 +186,11 @@ def create_app(server):
     """rulecast's own Flask app, its blueprint mounted under the prefix."""
     app = Flask("rulecast")
     app.config["RULECAST_SERVER"] = server
-    # Room for an event batch; publish checks its own, tighter limit.
     app.config["MAX_CONTENT_LENGTH"] = 16 * server.config.limits.max_message_bytes
     app.json.sort_keys = False
     app.register_blueprint(bp, url_prefix=server.config.prefix)
     from rulecast import admin
     app.register_blueprint(admin.bp, url_prefix=server.config.prefix)
-
-    @app.before_request
-    def _limit_publish():
-        limit = server.config.limits.max_message_bytes + 1024
-        if request.path.endswith("/api/publish") and (request.content_length or 0) > limit:
-            raise ApiError(413, {"_": ["body larger than %d bytes" % limit]})
 
     @app.errorhandler(ApiError)
     def _api_error(exc):

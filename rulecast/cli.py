@@ -181,6 +181,9 @@ def parser():
                    help="worker processes, or 'auto'")
     s.add_argument("--app", metavar="MODULE:ATTR", help="WSGI application to co-host")
     s.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    s.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                   default="info", help="least severe lines logged (default: info); "
+                                        "debug adds a line per event and per message")
 
     t = with_config(command("token", cmd_token, cmd_token.__doc__))
     t.add_argument("user")
@@ -214,7 +217,8 @@ def parser():
 def main(argv=None):
     args = parser().parse_args(argv)
     from rulecast import logs
-    logs.setup(as_json=getattr(args, "log_json", False))
+    logs.setup(as_json=getattr(args, "log_json", False),
+               level=getattr(args, "log_level", "info").upper())
     try:
         return args.func(args)
     except KeyboardInterrupt:

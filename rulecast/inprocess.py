@@ -7,7 +7,7 @@ from rulecast.events import make_event
 
 log = logging.getLogger("rulecast.emit")
 
-__all__ = ["emit", "publish", "deferring"]
+__all__ = ["emit", "publish", "publish_many", "deferring"]
 
 # The events a request emitted, sent when its response succeeded; None outside one.
 _pending = contextvars.ContextVar("rulecast_pending_events", default=None)
@@ -32,10 +32,28 @@ def emit(type, actor=None, object=None, data=None, id=None, time=None):
 
 def publish(channel, data):
     """Publish ``data`` (a dict) to ``channel`` at once; returns the message id."""
+    return _server().bus.publish_many([_checked(channel, data)])[0].id
+
+
+def publish_many(items):
+    """Publish ``(channel, data)`` pairs (or ``{"channel", "data"}`` dicts) at once, in
+    one transaction: all of them or, when one is bad, none (ValueError or TypeError
+    naming its index). Returns their ids in order."""
+    pairs = []
+    for i, item in enumerate(items):
+        channel, data = (item["channel"], item["data"]) if isinstance(item, dict) else item
+        try:
+            pairs.append(_checked(channel, data))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)("item %d: %s" % (i, exc)) from None
+    return [m.id for m in _server().bus.publish_many(pairs)]
+
+
+def _checked(channel, data):
     parse_channel(channel)
     if not isinstance(data, dict):
         raise TypeError("data must be a dict, got %s" % type(data).__name__)
-    return _server().bus.publish(channel, data).id
+    return channel, data
 
 
 class _Response:

@@ -16,6 +16,7 @@ from rulecast.config_schema import is_redis
 from rulecast.engine import Engine, load_rules
 from rulecast.hub import Hub
 from rulecast.inprocess import deferring
+from rulecast.ingest import Ingest
 from rulecast.logs import new_request_id
 from rulecast.metrics import Metrics
 from rulecast.session import Session
@@ -113,6 +114,7 @@ class Server:
         self.engine = Engine(ruleset, self.bus, self.hook, self.metrics,
                              Sender(self.metrics.registry))
         self.flask = api.create_app(self)
+        self.ingest = Ingest(self)
         app = load_app(config.app) if config.app else self._demo()
         self.app = deferring(app, lambda: self.engine)
         self.hook.rulecast_configure(config=config, flask_app=self.flask)
@@ -131,6 +133,9 @@ class Server:
         if path == self.ws_path and environ.get("wsgi.websocket") is not None:
             Session(self, environ).run()
             return []
+        ingest = self.ingest.routes.get(path)
+        if ingest is not None:
+            return self.ingest(ingest, environ, start_response)
         if path.startswith(self.config.prefix + "/"):
             return self.flask(environ, start_response)
         return self.app(environ, start_response)

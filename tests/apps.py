@@ -40,6 +40,18 @@ def announce():
     return jsonify(id=rulecast.publish("topic:public-app", {"title": request.json["title"]}))
 
 
+@app.post("/announce-many")
+def announce_many():
+    """Publishes a batch in-process; a bad one answers 400 with the error."""
+    try:
+        ids = rulecast.publish_many([("topic:public-app", {"title": t})
+                                     if t is not None else ("bogus", {})
+                                     for t in request.json["titles"]])
+    except ValueError as exc:
+        return jsonify(error=str(exc)), 400
+    return jsonify(ids=ids)
+
+
 @app.post("/emit")
 def emit_view():
     """Emits an event, then answers as asked: a status, or an exception."""

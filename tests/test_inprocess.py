@@ -41,3 +41,21 @@ def test_emit_bad_event_raises_value_error(make_server, tmp_path):
     s, _ = start(make_server, tmp_path)
     r = requests.post(s.url + "/emit", json={"type": "bad type!"})
     assert r.status_code == 400 and "type" in r.json()["error"]
+
+
+def test_publish_many_stores_in_order(make_server, tmp_path):
+    """publish_many() answers consecutive ids in order; subscribers get each message."""
+    s, c = start(make_server, tmp_path)
+    r = requests.post(s.url + "/announce-many", json={"titles": ["a", "b", "c"]})
+    ids = r.json()["ids"]
+    assert ids == list(range(ids[0], ids[0] + 3))
+    assert [c.recv_type("message")["data"]["title"] for _ in ids] == ["a", "b", "c"]
+
+
+def test_publish_many_bad_item_stores_nothing(make_server, tmp_path):
+    """One bad item raises ValueError naming its index; no item of the batch is stored."""
+    s, c = start(make_server, tmp_path)
+    r = requests.post(s.url + "/announce-many", json={"titles": ["a", None]})
+    assert r.status_code == 400 and r.json()["error"].startswith("item 1: ")
+    assert requests.post(s.url + "/announce-many", json={"titles": ["z"]}).status_code == 200
+    assert c.recv_type("message")["data"]["title"] == "z"  # "a" was never published

@@ -4,6 +4,7 @@ import logging
 
 import requests
 
+from tests.conftest import RunningServer
 from rulecast import logs
 
 
@@ -38,27 +39,44 @@ def test_given_request_id_kept_or_replaced():
     assert logs.new_request_id("two words") != "two words"
 
 
-def test_server_logs_event_message_connection_lines(make_server, tmp_path):
-    """A real server logs the event, its message, and the connection's open and close,
-    all under the request id the client sent; tokens never appear."""
+def _event_and_message_logged(tmp_path, *args):
+    """A server started with ``args``, after an event whose rule sent one message to a
+    connected user, stopped; its log."""
     rules = tmp_path / "r.yaml"
     rules.write_text("- {name: r, on: x, then: [{publish: {channel: 'user:ann', data: {}}}]}\n")
-    s = make_server(rules=[str(rules)])
-    token = s.token("ann")
-    c = s.connect(query="token=" + token)
-    c.recv_type("welcome")
-    requests.post(s.url + "/rulecast/api/events", json={"type": "x"},
-                  headers={"Authorization": "Bearer " + s.api_key, "X-Request-ID": "trace-42"})
-    c.recv_type("message")
-    c.close()
-    s.stop()
-    out = s.output()
+    s = RunningServer(tmp_path / "s", rules=[str(rules)]).start(*args)
+    try:
+        token = s.token("ann")
+        c = s.connect(query="token=" + token)
+        c.recv_type("welcome")
+        requests.post(s.url + "/rulecast/api/events", json={"type": "x"}, headers={
+            "Authorization": "Bearer " + s.api_key, "X-Request-ID": "trace-42"})
+        c.recv_type("message")
+        c.close()
+    finally:
+        s.stop()
+    return s.output(), token
+
+
+def test_server_logs_event_message_connection_lines(tmp_path):
+    """With --log-level debug, a real server logs the event, its message, and the
+    connection's open and close, all under the request id the client sent; tokens
+    never appear."""
+    out, token = _event_and_message_logged(tmp_path, "--log-level", "debug")
     assert any(line.startswith(tuple("0123456789")) and " event type=x " in line
                and "request=trace-42" in line for line in out.splitlines())
     assert any(" message id=1 channel=user:ann" in line and "request=trace-42" in line
                for line in out.splitlines())
     assert "connection open transport=websocket user=ann" in out
     assert "connection closed transport=websocket user=ann" in out
+    assert token not in out
+
+
+def test_server_logs_one_line_per_request_at_info(tmp_path):
+    """At the default level an event costs one access line, no line per message."""
+    out, token = _event_and_message_logged(tmp_path)
+    lines = [line for line in out.splitlines() if "request=trace-42" in line]
+    assert len(lines) == 1 and "POST /rulecast/api/events" in lines[0], lines
     assert token not in out
 
 

@@ -46,6 +46,7 @@ class NanomsgBus(Bus):
         self.greenlets = [gevent.spawn(self._answers), gevent.spawn(self._stream)]
 
     def stop(self):
+        super().stop()
         gevent.killall(self.greenlets)
         for sock in (self.pair, self.sub):
             sock.close()

@@ -81,6 +81,7 @@ class RedisBus(Bus):
         self.greenlets = [gevent.spawn(self._listen), gevent.spawn(self._prune_loop)]
 
     def stop(self):
+        super().stop()
         gevent.killall(self.greenlets)
         self._close_pubsub()
 
@@ -100,6 +101,8 @@ class RedisBus(Bus):
             return self._resolve(token, items, exc)
         except self.redis.RedisError as exc:
             raise BusUnavailable("Redis refused the message: %s" % exc) from exc
+        except (TypeError, ValueError):
+            raise  # not JSON: the script never ran
         except Exception as exc:  # as LocalBus: a store failure is never accepted
             raise BusUnavailable("store failed: %s" % exc) from exc
 
