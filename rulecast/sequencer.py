@@ -29,10 +29,13 @@ def pair_name(worker):
 
 
 class Sequencer:
-    """Receives ``{"r": request, "m": [[channel, data], …]}`` from each worker on its
-    own PAIR socket (reliable: PAIR never drops), stores everything that waits in one
-    transaction, answers ``{"r": request, "messages": [frames]}`` and publishes each
-    frame on PUB, where a lagging worker may lose some; ids let it notice and refill."""
+    """Receives ``{"r": request, "t": token, "m": [[channel, data], …]}`` from each
+    worker on its own PAIR socket (reliable: PAIR never drops), stores everything that
+    waits in one transaction, answers ``{"r": request, "messages": [frames]}`` and
+    publishes each frame on PUB, where a lagging worker may lose some; ids let it
+    notice and refill. The store keeps each request's token: a worker that got no
+    answer asks the store what became of it (:meth:`Store.resolve`), and a request it
+    gave up is refused when it arrives late."""
 
     def __init__(self, config, run_dir, workers):
         self.store = open_store(config.store, max_per_channel=config.history.max_per_channel,
@@ -59,33 +62,36 @@ class Sequencer:
             raw = pair.recv()
             try:
                 request = json.loads(raw)
-                items = [(c, d, None) for c, d in request["m"]]
+                items = [(c, d) for c, d in request["m"]]
+                token = request["t"]
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("malformed request from a worker: %s", exc)
                 continue
-            self.requests.put((pair, request["r"], items))
+            self.requests.put((pair, request["r"], token, items))
 
     def _write(self):
         while True:
             batch = [self.requests.get()]
             while not self.requests.empty():
                 batch.append(self.requests.get_nowait())
-            items = [item for _, _, items in batch for item in items]
             try:
-                messages = self.store.append_many(items)
+                stored = self.store.append_requests([(token, items)
+                                                     for _, _, token, items in batch])
             except Exception as exc:
-                log.exception("store failed; %d messages refused", len(items))
-                for pair, request, _ in batch:
+                log.exception("store failed; %d messages refused",
+                              sum(len(items) for _, _, _, items in batch))
+                for pair, request, _, _ in batch:
                     self._reply(pair, dumps({"r": request, "error": str(exc)}))
                 continue
-            at = 0
-            for pair, request, items in batch:
-                mine = messages[at:at + len(items)]
-                at += len(items)
-                self._reply(pair, b'{"r":%s,"messages":[%s]}' % (
-                    dumps(request), b",".join(m.json for m in mine)))
-            for message in messages:
-                self.pub.send(message.json)
+            for (pair, request, _, _), messages in zip(batch, stored):
+                if messages is None:
+                    self._reply(pair, dumps({"r": request, "error": "given up by its worker"}))
+                else:
+                    self._reply(pair, b'{"r":%s,"messages":[%s]}' % (
+                        dumps(request), b",".join(m.json for m in messages)))
+            for messages in stored:
+                for message in messages or ():
+                    self.pub.send(message.json)
 
     #: Seconds a worker may take to take its answer before it is given up.
     reply_timeout = 2.0

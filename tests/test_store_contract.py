@@ -177,3 +177,30 @@ def test_two_store_objects_see_each_others_writes(opened):
     assert ids(reader.since(0, ["topic:a"])) == [m.id]
     assert reader.last_id() == m.id
     assert reader.last_read("bob") == m.id
+
+
+def test_append_requests_one_result_per_request(store):
+    """append_requests answers each request's messages, in order, with consecutive ids."""
+    a, b = store.append_requests([("tok-a", [("topic:a", {"n": 1}), ("topic:a", {"n": 2})]),
+                                  ("tok-b", [("topic:b", {"n": 3})])])
+    assert [m.data["n"] for m in a + b] == [1, 2, 3]
+    assert ids(a + b) == list(range(a[0].id, a[0].id + 3))
+    assert ids(store.since(0, ["topic:a", "topic:b"])) == ids(a + b)
+
+
+def test_resolve_finds_a_stored_publish(store):
+    """resolve() of a stored token answers its messages with their ids."""
+    items = [("topic:a", {"n": 1}), ("topic:b", {"n": 2})]
+    stored, = store.append_requests([("tok-1", items)])
+    found = store.resolve("tok-1", items)
+    assert ids(found) == ids(stored) and [m.data for m in found] == [{"n": 1}, {"n": 2}]
+
+
+def test_resolved_token_is_refused_later(store):
+    """A token resolve() found unknown is given up: a late publish of it stores nothing."""
+    items = [("topic:a", {"n": 1})]
+    assert store.resolve("tok-late", items) is None
+    late, other = store.append_requests([("tok-late", items), ("tok-other", items)])
+    assert late is None and len(other) == 1
+    assert ids(store.since(0, ["topic:a"])) == ids(other)
+    assert store.resolve("tok-late", items) is None

@@ -1,6 +1,7 @@
 """The nanomsg bus: workers of one host, joined to the sequencer over IPC sockets."""
 import json
 import logging
+import os
 import time
 
 import gevent
@@ -54,18 +55,35 @@ class NanomsgBus(Bus):
     def _sequence(self, items):
         self.next_request += 1
         request, answer = self.next_request, AsyncResult()
+        token = os.urandom(12).hex()
+        data = dumps({"r": request, "t": token, "m": items})  # not JSON: raises here
         self.pending[request] = answer
         try:
-            self.pair.send(dumps({"r": request, "m": items}), timeout=self.timeout)
+            self.pair.send(data, timeout=self.timeout)
             reply = answer.get(timeout=self.timeout)
         except (TimeoutError, gevent.Timeout):
-            raise BusUnavailable("the sequencer did not answer within %gs" % self.timeout) \
-                from None
+            return self._resolve(token, items)
         finally:
             self.pending.pop(request, None)
         if "error" in reply:
             raise BusUnavailable(reply["error"])
         return [Message(f["id"], f["channel"], f["time"], f["data"]) for f in reply["messages"]]
+
+    def _resolve(self, token, items):
+        """No answer: the sequencer may be stuck, dead, or have stored the messages and
+        died before answering. The store knows, and after this the sequencer will not
+        store them any more: a 503 never hides a stored message."""
+        try:
+            messages = self.store.resolve(token, items)
+        except Exception as exc:
+            raise BusUnavailable("the sequencer did not answer within %gs, and the store "
+                                 "could not say what became of the message: %s"
+                                 % (self.timeout, exc)) from None
+        if messages is None:
+            raise BusUnavailable("the sequencer did not answer within %gs" % self.timeout)
+        log.warning("bus: the sequencer stored %d messages but its answer was lost",
+                    len(messages))
+        return messages
 
     def _answers(self):
         while True:

@@ -18,6 +18,19 @@ class Store:
         messages in id order. ``time`` None means now."""
         raise NotImplementedError
 
+    def append_requests(self, requests):
+        """Store several publishers' ``(token, items)`` in as few transactions as the
+        backend can; return, per request, its messages, or None when :meth:`resolve` had
+        given its token up (then none of its items was stored). A token is used once."""
+        raise NotImplementedError
+
+    def resolve(self, token, items):
+        """What became of the publish of ``items`` under ``token`` whose answer was
+        lost: its messages when it was stored, else None, and from then on it never
+        will be (a late :meth:`append_requests` of it is refused). Tokens are kept for
+        a minute at least."""
+        raise NotImplementedError
+
     def last_id(self):
         """The largest id ever assigned (0 when none)."""
         raise NotImplementedError

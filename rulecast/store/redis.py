@@ -213,6 +213,18 @@ class RedisStore(Store):
         return [Message(first + i, channel, now if time is None else time, data)
                 for i, (channel, data, time) in enumerate(out)]
 
+    def append_requests(self, requests):
+        """One script per request: each script is one publish, with its own token."""
+        out = []
+        for token, items in requests:
+            try:
+                out.append(self.append_many([(c, d, None) for c, d in items], token=token))
+            except redis_module().ResponseError as exc:
+                if not str(exc).startswith("REFUSED"):
+                    raise
+                out.append(None)
+        return out
+
     def resolve(self, token, items):
         """The messages the publish with ``token`` stored, or None when it stored
         nothing; from then on it never will (a late run of it is refused)."""

@@ -27,6 +27,10 @@ SCHEMA = (
     # Lets the age limit find old rows without scanning the whole history.
     "CREATE INDEX IF NOT EXISTS messages_time ON messages (time)",
     "CREATE TABLE IF NOT EXISTS reads (user TEXT PRIMARY KEY, last_read INTEGER NOT NULL)",
+    # What each publish of append_requests stored, by its publisher's token, so that a
+    # publisher whose answer was lost can learn it (resolve); first_id NULL: given up.
+    "CREATE TABLE IF NOT EXISTS publishes (token TEXT PRIMARY KEY, first_id INTEGER,"
+    " time TEXT NOT NULL)",
 )
 
 COLUMNS = "SELECT id, channel, time, data FROM messages "
@@ -105,33 +109,74 @@ class SQLiteStore(Store):
             raise
         db.execute("COMMIT")
 
+    # Seconds a publish's token is kept for resolve().
+    TOKEN_TTL = 60.0
+
     def append_many(self, items):
-        rows = []
-        stamp = None
-        for channel, data, time in items:
-            if time is None:
-                stamp = stamp or now_iso()
-                time = stamp
-            # Encode before the transaction: bad data fails without taking the lock.
-            rows.append((channel, data, time,
-                         json.dumps(data, separators=(",", ":"), ensure_ascii=False)))
+        stamp = now_iso()
+        rows = self._rows(items, stamp)
         if not rows:
             return []
-        out = []
         with self._write() as db:
-            for channel, data, time, text in rows:
-                cur = db.execute(
-                    "INSERT INTO messages (channel, time, data) VALUES (?, ?, ?)",
-                    (channel, time, text))
-                out.append(Message(cur.lastrowid, channel, time, data))
+            out = self._insert(db, rows)
         self._after_append(out)
         return out
 
+    def append_requests(self, requests):
+        stamp = now_iso()
+        encoded = [(token, self._rows([(c, d, None) for c, d in items], stamp))
+                   for token, items in requests]
+        out = []
+        with self._write() as db:
+            taken = set()
+            for chunk in _chunks([token for token, _ in requests]):
+                taken.update(t for (t,) in db.execute(
+                    "SELECT token FROM publishes WHERE token IN (%s)"
+                    % ",".join("?" * len(chunk)), chunk))
+            for token, rows in encoded:
+                if token in taken:
+                    out.append(None)
+                    continue
+                messages = self._insert(db, rows)
+                db.execute("INSERT INTO publishes (token, first_id, time) VALUES (?, ?, ?)",
+                           (token, messages[0].id if messages else 0, stamp))
+                out.append(messages)
+        self._after_append([m for messages in out if messages for m in messages])
+        return out
+
+    def resolve(self, token, items):
+        with self._write() as db:
+            row = db.execute("SELECT first_id, time FROM publishes WHERE token = ?",
+                             (token,)).fetchone()
+            if row is None:
+                db.execute("INSERT INTO publishes (token, first_id, time) VALUES (?, NULL, ?)",
+                           (token, now_iso()))
+                return None
+        first, time = row
+        if first is None:
+            return None
+        return [Message(first + i, channel, time, data) for i, (channel, data) in enumerate(items)]
+
+    @staticmethod
+    def _rows(items, stamp):
+        # Encoded before the transaction: bad data fails without taking the lock.
+        return [(channel, data, time or stamp,
+                 json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+                for channel, data, time in items]
+
+    @staticmethod
+    def _insert(db, rows):
+        out = []
+        for channel, data, time, text in rows:
+            cur = db.execute("INSERT INTO messages (channel, time, data) VALUES (?, ?, ?)",
+                             (channel, time, text))
+            out.append(Message(cur.lastrowid, channel, time, data))
+        return out
+
     def _after_append(self, messages):
-        """Trim the channels just written, every PRUNE_EVERY messages: cheap, as it only
-        touches those channels through the (channel, id) index."""
-        if self.max_per_channel is None:
-            return
+        """Trim the channels just written, and forget old tokens, every PRUNE_EVERY
+        messages: cheap, as it only touches those channels through the (channel, id)
+        index."""
         self._dirty.update(m.channel for m in messages)
         self._unpruned += len(messages)
         if self._unpruned < self.PRUNE_EVERY:
@@ -139,7 +184,10 @@ class SQLiteStore(Store):
         self._unpruned = 0
         dirty, self._dirty = self._dirty, set()
         try:
-            self._prune_channels(dirty)
+            with self._write() as db:
+                db.execute("DELETE FROM publishes WHERE time < ?", (_iso_ago(self.TOKEN_TTL),))
+            if self.max_per_channel is not None:
+                self._prune_channels(dirty)
         except sqlite3.Error:
             # The messages are committed; failing the append now would make the caller
             # retry and duplicate them. Try these channels again next time.
