@@ -4,6 +4,7 @@ import signal
 import threading
 import time
 
+import gevent
 import pytest
 import requests
 
@@ -87,6 +88,45 @@ def test_store_failure_is_not_accepted(tmp_path):
     with pytest.raises(BusUnavailable, match="disk I/O error"):
         bus.publish("topic:a", {})
     assert bus.hub.ids == [] and bus.last_id == 0
+
+
+class CountingStore(SQLiteStore):
+    """A real SQLite store that records the size of every transaction it writes."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.transactions = []
+
+    def append_many(self, items):
+        self.transactions.append(len(items))
+        return super().append_many(items)
+
+
+def test_concurrent_publishes_share_one_transaction(tmp_path):
+    """Publishes made while the committer is busy go in its next transaction together;
+    each publisher gets its own messages, in the order it published."""
+    store = CountingStore(str(tmp_path / "group.db"))
+    bus = LocalBus(store, Hub(), manager().hook, Metrics())
+    publishers = [gevent.spawn(bus.publish_many, [("topic:a", {"n": n}), ("topic:b", {"n": n})])
+                  for n in range(50)]
+    gevent.joinall(publishers, raise_error=True)
+    assert sum(store.transactions) == 100 and len(store.transactions) <= 2
+    got = [[(m.id, m.data["n"]) for m in g.value] for g in publishers]
+    assert [pair for pairs in got for pair in pairs] == [
+        (2 * n + i + 1, n) for n in range(50) for i in range(2)]
+    assert bus.hub.ids == list(range(1, 101))
+
+
+def test_bad_data_fails_only_its_publisher(tmp_path):
+    """Data that is not JSON fails its own publish with TypeError; the others of the
+    same group are stored."""
+    bus, store, _ = make(tmp_path)
+    good = [gevent.spawn(bus.publish, "topic:a", {"n": n}) for n in range(3)]
+    bad = gevent.spawn(bus.publish, "topic:a", {"when": object()})
+    gevent.joinall(good + [bad])
+    assert isinstance(bad.exception, TypeError)
+    assert [g.value.data["n"] for g in good] == [0, 1, 2]
+    assert [m.data["n"] for m in store.since(0, ["topic:a"])] == [0, 1, 2]
 
 
 class Burst:

@@ -3,6 +3,7 @@ import logging
 
 import gevent
 from gevent.event import AsyncResult, Event
+from gevent.lock import BoundedSemaphore
 
 from rulecast.logs import fields
 
@@ -23,12 +24,19 @@ class Bus:
     stored, before returning) and, when messages arrive from elsewhere, calls
     :meth:`_dispatch` with each in the order received.
 
-    Publishing is a group commit: one greenlet, the committer, calls :meth:`_sequence`;
-    whatever is published while it is busy waits and goes in its next call, together.
-    A store transaction (or a round trip to the sequencer or to Redis) then costs once
-    per group instead of once per message, and the busier the server, the larger the
-    groups. Every publisher still returns only once its own messages are stored.
+    Publishing is a group commit: one greenlet, the committer, gathers what is
+    published and hands it to :meth:`_sequence` as one group, with at most
+    :attr:`max_in_flight` groups being stored at once; whatever is published while
+    they are busy waits and goes in the next group, together. A store transaction (or a
+    round trip to the sequencer or to Redis) then costs once per group instead of once
+    per message, and the busier the server, the larger the groups. Every publisher
+    still returns only once its own messages are stored.
     """
+
+    #: Groups being stored at once. One for a store that blocks the process while it
+    #: writes (a second could only wait); more where a group waits on a remote answer,
+    #: so that one whose answer was lost and is being resolved does not hold up others.
+    max_in_flight = 4
 
     def __init__(self, store, hub, hook, metrics):
         self.store = store
@@ -40,6 +48,7 @@ class Bus:
         self._waiting = []  # (items, AsyncResult) of publishers the committer has not taken
         self._wake = Event()
         self._committer = None
+        self._slots = BoundedSemaphore(self.max_in_flight)
 
     #: False while this worker cannot reach the sequencer (shown by /healthz).
     healthy = True
@@ -87,9 +96,20 @@ class Bus:
         while True:
             self._wake.wait()
             self._wake.clear()
+            if not self._waiting:
+                continue
+            self._slots.acquire()  # meanwhile, more publishers join the group
             group, self._waiting = self._waiting, []
-            if group:
-                self._commit(group)
+            if self.max_in_flight == 1:
+                self._commit_group(group)
+            else:
+                gevent.spawn(self._commit_group, group)
+
+    def _commit_group(self, group):
+        try:
+            self._commit(group)
+        finally:
+            self._slots.release()
 
     def _commit(self, group):
         """Sequence the items of every publisher in ``group`` in one call and hand each

@@ -6,6 +6,8 @@ class LocalBus(Bus):
     """Stores and delivers in the committer, with no yield in between, so the hub
     sees messages in exactly the order the store numbered them."""
 
+    max_in_flight = 1  # SQLite writes block the whole process
+
     def _sequence(self, items):
         try:
             messages = self.store.append_many([(c, d, None) for c, d in items])
