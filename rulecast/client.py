@@ -50,9 +50,9 @@ class Unconfirmed(ClientError):
 
 
 class BatchError(ClientError):
-    """Some items of :meth:`Publisher.publish_many` were refused; the others were
-    published. ``ids`` holds their ids, None for the refused; ``errors`` is keyed by
-    the refused items' indexes."""
+    """Some items of ``Publisher.publish_many()`` were refused; the
+    others were published. ``ids`` holds their ids, None for the refused; ``errors`` is
+    keyed by the refused items' indexes."""
 
     def __init__(self, message, ids, errors, code):
         super().__init__(message, errors=errors, code=code)
