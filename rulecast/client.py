@@ -242,6 +242,10 @@ class Publisher:
 
     #: Attempts at a frame whose reply was lost, with ``retry=True``.
     retries = 3
+    #: Most frames sent and not yet answered. Under the server's ``limits.send_queue``
+    #: (1,000 by default): a client that sent everything before reading would have
+    #: more replies waiting than that, and be closed as too slow.
+    window = 200
 
     def __init__(self, url, api_key, retry=False, timeout=10.0, give_up=30.0, max_delay=5.0,
                  prefix="/rulecast"):
@@ -352,9 +356,16 @@ class Publisher:
         while True:
             attempts += 1
             self.connect()
+            sent = len(replies)
             try:
-                self.ws.sock.sendall(_text_frames(frames[len(replies):]))
                 while len(replies) < len(frames):
+                    if sent < len(frames) and sent - len(replies) <= self.window // 2:
+                        # Topped up in one write at half a window: the server always
+                        # has frames to read while the client reads replies.
+                        chunk = frames[sent:len(replies) + self.window]
+                        self.ws.sock.sendall(_text_frames(chunk))
+                        sent += len(chunk)
+                        continue
                     frame = _next_frame(self.ws, self.timeout)
                     if frame is None:
                         raise _Lost("no reply within %g s" % self.timeout)

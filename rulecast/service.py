@@ -21,12 +21,15 @@ class Pipeline:
     and a run of consecutive ``publish`` frames in it is stored with one
     ``bus.publish_many``. Frames waiting to be answered are bounded in bytes: past
     ``limit`` the reader stops reading, so a fast service waits on TCP instead of
-    filling the server's memory.
+    filling the server's memory. At most ``most`` frames are answered at once, and
+    their replies leave before the next ones are answered: a service reading its
+    replies as they come never has ``limits.send_queue`` of them waiting.
     """
 
-    def __init__(self, session, limit):
+    def __init__(self, session, limit, most):
         self.session = session
         self.limit = limit
+        self.most = most
         #: Texts read and not yet answered; then None (the end) or a Close.
         self.waiting = []
         self.size = 0
@@ -44,10 +47,13 @@ class Pipeline:
                 if not self.waiting:
                     self.ready.clear()
                     self.ready.wait()
-                batch, self.waiting, self.size = self.waiting, [], 0
-                self.room.set()
+                batch, self.waiting = self.waiting[:self.most], self.waiting[self.most:]
+                self.size = sum(len(t) for t in self.waiting if isinstance(t, str))
+                if self.size < self.limit:
+                    self.room.set()
                 if not self._answer(batch):
                     return
+                gevent.sleep(0)  # the hub sends the replies; the reader reads on
         finally:
             reader.kill(block=False)
 

@@ -137,7 +137,9 @@ class Session:
         if self.service:
             # Imported here: rulecast.service builds on this module.
             from rulecast.service import Pipeline
-            return Pipeline(self, 16 * server.config.limits.max_message_bytes).run(first)
+            limits = server.config.limits
+            return Pipeline(self, 16 * limits.max_message_bytes,
+                            max(1, limits.send_queue // 2)).run(first)
         text = first if first is not None else self.ws.receive()
         while text is not None and not self.conn.closed:
             self._handle(text)

@@ -389,3 +389,11 @@ def test_publisher_lost_reply_raises_unconfirmed_or_retries(make_server):
     # The unconfirmed frame was stored once the server woke up, and the retried one
     # may be stored twice: no idempotency key yet.
     assert (mid, 2) in stored and (1 in [n for _, n in stored])
+
+
+def test_publisher_publish_many_beyond_send_queue(make_server):
+    """More items than limits.send_queue go through: replies are read while sending."""
+    s = make_server(limits={"send_queue": 300})
+    with client.Publisher(s.url, s.api_key) as publisher:
+        ids = publisher.publish_many([("user:big", {"n": n}) for n in range(2000)])
+    assert len(ids) == 2000 and ids == sorted(set(ids))
