@@ -37,10 +37,8 @@ class Pipeline:
         self.room = Event()
         self.room.set()
 
-    def run(self, first=None):
+    def run(self):
         """Answer frames until the client closes; raises Close as the reader met it."""
-        if first is not None:
-            self.waiting.append(first)
         reader = gevent.spawn(self._read)
         try:
             while True:

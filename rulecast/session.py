@@ -139,7 +139,7 @@ class Session:
             from rulecast.service import Pipeline
             limits = server.config.limits
             return Pipeline(self, 16 * limits.max_message_bytes,
-                            max(1, limits.send_queue // 2)).run(first)
+                            max(1, limits.send_queue // 2)).run()
         text = first if first is not None else self.ws.receive()
         while text is not None and not self.conn.closed:
             self._handle(text)
