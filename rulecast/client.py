@@ -1,8 +1,9 @@
-"""A client for other processes: publish and emit over HTTP, subscribe over WebSocket."""
+"""A client for other processes: publish and emit over HTTP or one WebSocket, subscribe."""
 import collections
 import json
 import os
 import random
+import select
 import struct
 import sys
 import time
@@ -11,7 +12,8 @@ from urllib.parse import urlencode
 import requests
 import websocket
 
-__all__ = ["ClientError", "AuthError", "publish", "emit", "subscribe", "listen_command"]
+__all__ = ["ClientError", "AuthError", "Unconfirmed", "BatchError", "publish", "publish_many", "emit",
+           "Publisher", "subscribe", "listen_command"]
 
 #: Seconds of silence after which the client sends a ping frame.
 PING_AFTER = 20.0
@@ -38,8 +40,32 @@ class AuthError(ClientError):
     """The server closed the socket with 1008: the token is bad or expired."""
 
 
+class Unconfirmed(ClientError):
+    """The connection dropped before the server answered: what was sent may or may
+    not have been published. ``ids`` holds the ids answered, None for the rest."""
+
+    def __init__(self, message, ids):
+        super().__init__(message, errors={"_": [message]})
+        self.ids = ids
+
+
+class BatchError(ClientError):
+    """Some items of ``Publisher.publish_many()`` were refused; the
+    others were published. ``ids`` holds their ids, None for the refused; ``errors`` is
+    keyed by the refused items' indexes."""
+
+    def __init__(self, message, ids, errors, code):
+        super().__init__(message, errors=errors, code=code)
+        self.ids = ids
+
+
 class _Lost(Exception):
     """The connection ended or could not be made; worth another attempt."""
+
+    def __init__(self, message, code=None):
+        super().__init__(message)
+        #: The server's close code, if it sent one.
+        self.code = code
 
 
 def _base(url, prefix):
@@ -76,15 +102,42 @@ def publish(url, channel, data, api_key, timeout=10, prefix="/rulecast"):
     return answer["id"]
 
 
-def emit(url, type, api_key, actor=None, object=None, data=None, id=None, time=None,
-         timeout=10, prefix="/rulecast"):
-    """Report an event to the rules; the server's answer (``matched``, ``messages``)."""
+def _items(items):
+    """``items`` as publish bodies: ``(channel, data)`` pairs or ``{"channel","data"}``
+    dicts (other keys, such as ``idempotency_key``, kept)."""
+    bodies = []
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and "channel" in item and "data" in item:
+            bodies.append(item)
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            bodies.append({"channel": item[0], "data": item[1]})
+        else:
+            raise TypeError("item %d is %r; give (channel, data) or "
+                            "{'channel': …, 'data': …}" % (index, item))
+    return bodies
+
+
+def publish_many(url, items, api_key, timeout=10, prefix="/rulecast"):
+    """Send ``items``, each ``(channel, data)`` or ``{"channel","data"}``, in one request;
+    their ids, in order. The server takes all or none: a bad item fails the batch."""
+    answer = _post(_base(url, prefix) + "/api/publish", api_key, _items(items), timeout)
+    return answer["ids"]
+
+
+def _event(type, actor, object, data, id, time):
     event = {"type": type}
     for key, value in (("id", id), ("time", time), ("actor", actor), ("object", object),
                        ("data", data)):
         if value is not None:
             event[key] = value
-    return _post(_base(url, prefix) + "/api/events", api_key, event, timeout)
+    return event
+
+
+def emit(url, type, api_key, actor=None, object=None, data=None, id=None, time=None,
+         timeout=10, prefix="/rulecast"):
+    """Report an event to the rules; the server's answer (``matched``, ``messages``)."""
+    return _post(_base(url, prefix) + "/api/events", api_key,
+                 _event(type, actor, object, data, id, time), timeout)
 
 
 def _ws_url(url, prefix):
@@ -93,6 +146,12 @@ def _ws_url(url, prefix):
         if base.startswith(http):
             return ws + base[len(http):] + "/ws"
     return base + "/ws"
+
+
+def _text_frames(frames):
+    """The wire bytes of JSON ``frames``, to be sent with one write."""
+    return b"".join(websocket.ABNF.create_frame(json.dumps(f), websocket.ABNF.OPCODE_TEXT)
+                    .format() for f in frames)
 
 
 def _connect(url, token, frames):
@@ -110,12 +169,32 @@ def _connect(url, token, frames):
         raise _Lost(str(exc) or type(exc).__name__) from exc
     try:
         # One write for all of them: the server then reads them back to back.
-        ws.sock.sendall(b"".join(websocket.ABNF.create_frame(
-            json.dumps(f), websocket.ABNF.OPCODE_TEXT).format() for f in frames))
+        ws.sock.sendall(_text_frames(frames))
     except (websocket.WebSocketException, OSError) as exc:
         ws.shutdown()
         raise _Lost(str(exc)) from exc
     return ws
+
+
+def _next_frame(ws, timeout):
+    """The next JSON frame of ``ws`` within ``timeout`` seconds, None if none came;
+    raises _Lost or AuthError when the connection ends."""
+    ws.settimeout(timeout)
+    while True:
+        try:
+            opcode, frame = ws.recv_data_frame(control_frame=True)
+        except websocket.WebSocketTimeoutException:
+            return None
+        except (websocket.WebSocketException, OSError) as exc:
+            raise _Lost(str(exc) or "connection lost") from exc
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            code = struct.unpack("!H", frame.data[:2])[0] if len(frame.data) >= 2 else None
+            reason = frame.data[2:].decode("utf-8", "replace")
+            if code == 1008:
+                raise AuthError("the server refused the token: %s" % reason, code=code)
+            raise _Lost("closed by the server: %s %s" % (code, reason), code)
+        if opcode == websocket.ABNF.OPCODE_TEXT:
+            return json.loads(frame.data)
 
 
 def _frames(ws):
@@ -126,26 +205,186 @@ def _frames(ws):
         limit = PING_AFTER + DEAD_AFTER if pinged else PING_AFTER
         if silent >= limit and pinged:
             raise _Lost("no answer for %.0f s" % silent)
-        try:
-            if silent >= limit:
+        if silent >= limit:
+            try:
                 ws.send('{"type":"ping"}')
-                pinged = True
-                continue
-            ws.settimeout(limit - silent)
-            opcode, frame = ws.recv_data_frame(control_frame=True)
-        except websocket.WebSocketTimeoutException:
+            except (websocket.WebSocketException, OSError) as exc:
+                raise _Lost(str(exc) or "connection lost") from exc
+            pinged = True
             continue
-        except (websocket.WebSocketException, OSError) as exc:
-            raise _Lost(str(exc) or "connection lost") from exc
-        heard, pinged = time.monotonic(), False
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            code = struct.unpack("!H", frame.data[:2])[0] if len(frame.data) >= 2 else None
-            reason = frame.data[2:].decode("utf-8", "replace")
-            if code == 1008:
-                raise AuthError("the server refused the token: %s" % reason, code=code)
-            raise _Lost("closed by the server: %s %s" % (code, reason))
-        if opcode == websocket.ABNF.OPCODE_TEXT:
-            yield json.loads(frame.data)
+        frame = _next_frame(ws, limit - silent)
+        if frame is not None:
+            heard, pinged = time.monotonic(), False
+            yield frame
+
+
+#: The frames that answer a publish or an emit, one each, in the order sent.
+_REPLIES = frozenset(("published", "emitted", "error"))
+
+
+def _refused(frame):
+    """The ClientError an error frame stands for."""
+    message = "%s: %s" % (frame.get("code"), frame.get("message"))
+    return ClientError(message, errors=frame.get("errors") or {"_": [message]},
+                       code=frame.get("code"))
+
+
+class Publisher:
+    """One WebSocket authenticated with an API key, for a service that publishes often:
+    no request and no handshake per message, and :meth:`publish_many` sends all its
+    frames before reading the first reply.
+
+    The socket opens on first use (or on ``with``) and again after it dropped. A frame
+    whose reply never came raises :class:`Unconfirmed`; with ``retry=True`` it is sent
+    again on a new connection instead, up to ``retries`` times, and a message the server
+    had stored before the drop is then published twice. Not thread-safe: one per thread.
+    """
+
+    #: Attempts at a frame whose reply was lost, with ``retry=True``.
+    retries = 3
+    #: Most frames sent and not yet answered. Under the server's ``limits.send_queue``
+    #: (1,000 by default): a client that sent everything before reading would have
+    #: more replies waiting than that, and be closed as too slow.
+    window = 200
+
+    def __init__(self, url, api_key, retry=False, timeout=10.0, give_up=30.0, max_delay=5.0,
+                 prefix="/rulecast"):
+        self.url = _ws_url(url, prefix)
+        self.api_key = api_key
+        self.retry = retry
+        #: Seconds to wait for each reply before counting the connection as lost.
+        self.timeout = timeout
+        #: Seconds of failed connection attempts after which a call raises ClientError.
+        self.give_up = give_up
+        self.max_delay = max_delay
+        self.ws = None
+
+    def __enter__(self):
+        self.connect()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """Close the socket; the next call opens a new one."""
+        ws, self.ws = self.ws, None
+        if ws is not None:
+            ws.close(timeout=1)
+
+    def connect(self):
+        """Open the socket unless it is open; raises AuthError when the key is refused,
+        ClientError when the server could not be reached for ``give_up`` seconds."""
+        if self.ws is not None and not self._dropped():
+            return
+        self.close()
+        deadline, delay = time.monotonic() + self.give_up, FIRST_DELAY
+        while True:
+            try:
+                self.ws = self._open()
+                return
+            except _Lost as exc:
+                wait = min(delay, self.max_delay) * random.uniform(0.5, 1.0)
+                if time.monotonic() + wait > deadline:
+                    raise ClientError("could not connect to %s within %g s: %s"
+                                      % (self.url, self.give_up, exc)) from None
+                time.sleep(wait)
+                delay *= 2
+
+    def _open(self):
+        ws = _connect(self.url, self.api_key, [])
+        try:
+            welcome = _next_frame(ws, self.timeout)
+        except AuthError as exc:
+            ws.shutdown()
+            raise AuthError("%s refused the API key; is it one of the server's api_keys? (%s)"
+                            % (self.url, exc), code=exc.code) from None
+        except _Lost:
+            ws.shutdown()
+            raise
+        if welcome is None or welcome.get("type") != "welcome":
+            ws.shutdown()
+            raise _Lost("no welcome within %g s" % self.timeout)
+        return ws
+
+    def _dropped(self):
+        # Nothing comes unasked on a publisher's socket but a close or the end of the
+        # stream (a restart, an idle proxy): readable means gone.
+        try:
+            return bool(select.select([self.ws.sock], [], [], 0)[0])
+        except (OSError, ValueError, AttributeError):
+            return True
+
+    def publish(self, channel, data, retry=None):
+        """Send ``data`` to ``channel`` (any channel); the new message's id, once stored."""
+        reply = self._exchange([{"type": "publish", "channel": channel, "data": data}],
+                               retry)[0]
+        if reply["type"] == "error":
+            raise _refused(reply)
+        return reply["id"]
+
+    def publish_many(self, items, retry=None):
+        """Send ``items``, each ``(channel, data)`` or ``{"channel","data"}``, pipelined;
+        their ids in order. A refused item raises BatchError after the others went."""
+        frames = [{"type": "publish", "channel": i["channel"], "data": i["data"]}
+                  for i in _items(items)]
+        replies = self._exchange(frames, retry) if frames else []
+        ids = [r.get("id") if r["type"] == "published" else None for r in replies]
+        errors = {str(n): [str(_refused(r))] for n, r in enumerate(replies)
+                  if r["type"] == "error"}
+        if errors:
+            first = replies[int(next(iter(errors)))]
+            raise BatchError("%d of %d items refused: %s" % (
+                len(errors), len(replies), "; ".join("%s: %s" % (n, e[0])
+                                                     for n, e in errors.items())),
+                ids, errors, first.get("code"))
+        return ids
+
+    def emit(self, type, actor=None, object=None, data=None, id=None, time=None, retry=None):
+        """Report an event to the rules; ``{"matched": [rule names], "messages": [ids]}``."""
+        frame = {"type": "emit", "event": _event(type, actor, object, data, id, time)}
+        reply = self._exchange([frame], retry)[0]
+        if reply["type"] == "error":
+            raise _refused(reply)
+        return {"matched": reply["matched"], "messages": reply["messages"]}
+
+    def _exchange(self, frames, retry):
+        """The replies to ``frames``, in order; sends again what a drop left unanswered
+        when retrying."""
+        retry = self.retry if retry is None else retry
+        replies, attempts = [], 0
+        while True:
+            attempts += 1
+            self.connect()
+            sent = len(replies)
+            try:
+                while len(replies) < len(frames):
+                    if sent < len(frames) and sent - len(replies) <= self.window // 2:
+                        # Topped up in one write at half a window: the server always
+                        # has frames to read while the client reads replies.
+                        chunk = frames[sent:len(replies) + self.window]
+                        self.ws.sock.sendall(_text_frames(chunk))
+                        sent += len(chunk)
+                        continue
+                    frame = _next_frame(self.ws, self.timeout)
+                    if frame is None:
+                        raise _Lost("no reply within %g s" % self.timeout)
+                    if frame.get("type") in _REPLIES:
+                        replies.append(frame)
+                return replies
+            except (_Lost, websocket.WebSocketException, OSError) as exc:
+                self.close()
+                code = getattr(exc, "code", None)
+                if code == 1009:
+                    raise ClientError("frame %d is larger than the server's "
+                                      "limits.max_message_bytes: %s" % (len(replies), exc),
+                                      code=code) from None
+                if not retry or attempts >= self.retries:
+                    ids = [r.get("id") for r in replies] + [None] * (len(frames) - len(replies))
+                    raise Unconfirmed("%s: connection lost (%s) before %d of %d frames were "
+                                      "answered; they may or may not have been published"
+                                      % (self.url, exc, len(frames) - len(replies),
+                                         len(frames)), ids) from None
 
 
 def subscribe(url, token=None, channels=(), since=None, prefix="/rulecast", max_delay=30.0,

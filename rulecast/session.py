@@ -5,12 +5,14 @@ import time
 from urllib.parse import parse_qs
 
 import gevent
+from marshmallow import ValidationError
 
 from rulecast import calls
 from rulecast.bus import BusUnavailable
 from rulecast.channels import ANONYMOUS, ChannelError, parse as parse_channel
 from rulecast.connection import WebSocketConnection
-from rulecast.identity import from_token, identify
+from rulecast.events import load_events
+from rulecast.identity import api_key_of, from_token, identify
 from rulecast.logs import fields
 from rulecast.message import dumps
 from rulecast.tokens import InvalidToken
@@ -22,9 +24,13 @@ log = logging.getLogger("rulecast.session")
 class FrameError(Exception):
     """A frame answered with an error frame; the connection stays open."""
 
-    def __init__(self, code, message):
+    def __init__(self, code, message, frame=None, errors=None):
         super().__init__(message)
         self.code = code
+        #: The frame answered, when it was read as one: its ``ref`` is echoed.
+        self.frame = frame
+        #: Field errors as the HTTP API gives them, ``{field: [messages]}``.
+        self.errors = errors
 
 
 def _since(value, where):
@@ -38,6 +44,17 @@ def _since(value, where):
         raise FrameError("bad_request", "%s must be a message id (an integer >= 0), got %r"
                          % (where, value))
     return since
+
+
+def _problems(errors, where=""):
+    """``field.sub: message`` for each message of marshmallow's nested ``errors``."""
+    for field, problems in errors.items():
+        name = "%s.%s" % (where, field) if where else str(field)
+        if isinstance(problems, dict):
+            yield from _problems(problems, name)
+        else:
+            for problem in problems if isinstance(problems, list) else [problems]:
+                yield "%s: %s" % (name, problem)
 
 
 class Session:
@@ -60,6 +77,8 @@ class Session:
         self.checked = time.monotonic()
         self.calls = 0
         self.welcomed = False
+        #: Whether the handshake presented an API key: publish anywhere, emit events.
+        self.service = False
 
     def run(self):
         started = time.monotonic()
@@ -82,17 +101,23 @@ class Session:
         self.conn.close(code, reason)
 
     def _serve(self):
-        server = self.server
+        server, environ = self.server, self.environ
+        if api_key_of(environ, server.config.api_keys) is not None:
+            # Trusted to publish, and not limited per frame: what the server holds for
+            # it stays bounded by the pipeline's and the send queue's limits.
+            self.service, self.rate = True, 0
+            environ = {k: v for k, v in environ.items() if k != "HTTP_AUTHORIZATION"}
         try:
-            identity = identify(self.environ, server.config.secret, server.hook)
+            identity = identify(environ, server.config.secret, server.hook)
         except InvalidToken as exc:
             raise Close(1008, str(exc)) from None
         if len(server.hub.connections) >= server.config.limits.max_connections:
             raise Close(1013, "server overloaded: too many connections")
         server.hub.add(self.conn)
         first = None
-        if identity is not None:
-            self._welcome(identity)
+        if identity is not None or self.service:
+            # A service says who it is at the handshake: no wait for an auth frame.
+            self._welcome(identity or ANONYMOUS)
         else:
             first = self._first_frame()
             if first is None:
@@ -109,6 +134,12 @@ class Session:
         since = query.get("since")
         if since:
             self._answer_frame({"type": "resume", "since": since[0]})
+        if self.service:
+            # Imported here: rulecast.service builds on this module.
+            from rulecast.service import Pipeline
+            limits = server.config.limits
+            return Pipeline(self, 16 * limits.max_message_bytes,
+                            max(1, limits.send_queue // 2)).run()
         text = first if first is not None else self.ws.receive()
         while text is not None and not self.conn.closed:
             self._handle(text)
@@ -165,9 +196,10 @@ class Session:
     def _handle(self, text):
         """Answer one client frame; a bad one gets an error frame, never a close."""
         try:
-            self._answer_frame(self._parse(text))
+            frame = self._parse(text)
         except FrameError as exc:
-            self._error(exc)
+            return self._error(exc)
+        self._answer_frame(frame)
 
     def _parse(self, text):
         if not self._allowed():
@@ -181,18 +213,29 @@ class Session:
             raise FrameError("bad_request", "frame must be a JSON object with a 'type'")
         if frame.get("type") not in self.HANDLERS:
             raise FrameError("bad_request", "unknown frame type %r; known: %s"
-                             % (frame.get("type"), ", ".join(sorted(self.HANDLERS))))
+                             % (frame.get("type"), ", ".join(sorted(self.HANDLERS))), frame)
         return frame
 
     def _answer_frame(self, frame):
         try:
             self.HANDLERS[frame["type"]](self, frame)
         except FrameError as exc:
+            exc.frame = frame
             self._error(exc)
+
+    def _reply(self, frame, reply):
+        """Send ``reply`` to ``frame``, echoing the frame's ``ref`` if it has one, so a
+        client can match the replies to frames it sent without waiting."""
+        if frame is not None and "ref" in frame:
+            reply["ref"] = frame["ref"]
+        self.conn.send(reply)
 
     def _error(self, exc):
         self.server.metrics.client_errors.labels(exc.code).inc()
-        self.conn.send({"type": "error", "code": exc.code, "message": str(exc)})
+        reply = {"type": "error", "code": exc.code, "message": str(exc)}
+        if exc.errors:
+            reply["errors"] = exc.errors
+        self._reply(exc.frame, reply)
 
     def _allowed(self):
         if not self.rate:
@@ -210,7 +253,7 @@ class Session:
         try:
             parse_channel(channel)
         except ChannelError as exc:
-            raise FrameError("bad_request", str(exc)) from None
+            raise FrameError("bad_request", str(exc), frame) from None
         return channel
 
     def on_subscribe(self, frame):
@@ -253,22 +296,44 @@ class Session:
     def on_auth(self, frame):
         self._welcome(self._verify(frame.get("token")))
 
-    def on_publish(self, frame):
+    def _publishable(self, frame):
+        """The ``(channel, data)`` a publish frame asks for; FrameError if refused."""
         channel = self._channel(frame)
         data = frame.get("data")
         if not isinstance(data, dict):
-            raise FrameError("bad_request", "publish needs 'data', a JSON object")
-        if not self.server.policy.may_publish(self.conn.identity, channel):
+            raise FrameError("bad_request", "publish needs 'data', a JSON object", frame)
+        if not self.service and not self.server.policy.may_publish(self.conn.identity, channel):
             raise FrameError("forbidden", "clients may not publish to %r; allowed: %s" % (
-                channel, ", ".join(self.server.config.client_publish) or "none (client_publish)"))
+                channel, ", ".join(self.server.config.client_publish) or "none (client_publish)"),
+                frame)
         if len(dumps(data)) > self.server.config.limits.max_message_bytes:
             raise FrameError("too_large", "data is larger than %d bytes"
-                             % self.server.config.limits.max_message_bytes)
+                             % self.server.config.limits.max_message_bytes, frame)
+        return channel, data
+
+    def on_publish(self, frame):
+        channel, data = self._publishable(frame)
         try:
             message = self.server.bus.publish(channel, data)
         except BusUnavailable as exc:
             raise FrameError("unavailable", "not published: %s; try again" % exc) from None
-        self.conn.send({"type": "published", "id": message.id})
+        self._reply(frame, {"type": "published", "id": message.id})
+
+    def on_emit(self, frame):
+        if not self.service:
+            raise FrameError("forbidden", "emit is for services: connect with an API key "
+                                          "as 'Authorization: Bearer KEY'")
+        try:
+            events = load_events(frame.get("event"))
+        except ValidationError as exc:
+            errors = {"event": exc.messages}
+            raise FrameError("bad_request", "emit: %s" % "; ".join(_problems(errors)),
+                             errors=errors) from None
+        try:
+            matched, ids = self.server.engine.process(events)
+        except BusUnavailable as exc:
+            raise FrameError("unavailable", "not emitted: %s; try again" % exc) from None
+        self._reply(frame, {"type": "emitted", "matched": matched, "messages": ids})
 
     def on_call(self, frame):
         request = calls.parse(frame)
@@ -293,4 +358,4 @@ class Session:
 
     HANDLERS = {"subscribe": on_subscribe, "unsubscribe": on_unsubscribe, "resume": on_resume,
                 "ping": on_ping, "auth": on_auth, "publish": on_publish, "call": on_call,
-                "presence": on_presence}
+                "presence": on_presence, "emit": on_emit}
