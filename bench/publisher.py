@@ -129,7 +129,7 @@ def paced_main(pipe, port, workload, m, rate, deadline, connections=PACED, base=
             request, c[2] = todo[j]
             late = max(late, now - t0 - j * k / rate) if rate else 0
             t = time.time()
-            data = request.replace(STAMP, b"%.6f" % t, 1)
+            data = request.replace(STAMP, b"%.6f" % t)  # each message of a batch
             sent = c[0].send(data)
             if sent < len(data):  # rare for a few KiB on a drained socket: finish blocking
                 c[0].setblocking(True)
@@ -159,7 +159,7 @@ def paced_main(pipe, port, workload, m, rate, deadline, connections=PACED, base=
                 if status == 202:
                     ok += c[2]
                 else:
-                    refused = refused or body[:300].decode("utf-8", "replace")
+                    refused = refused or body[:300].decode("utf-8", "replace").strip()
                     errors.append("publish: HTTP %d %s" % (status, refused))
                 c[2], last = 0, time.time()
                 idle.append(fd)

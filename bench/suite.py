@@ -88,15 +88,19 @@ class Run:
 
     def __init__(self, server, n, args):
         self.server, self.n, self.args, self.target = server, n, args, None
+        self.paths = None  # each subscriber's WebSocket path, in targeted mode
         self.result = dict(server=server, subscribers=n, notes=[], steps=[])
+
+    def new_target(self):
+        return Target(self.server, 1, self.args.run_seconds,
+                      max_connections=self.n + 1000, max_per_channel=HISTORY)
 
     def start(self):
         """(Re)starts the server and connects the subscribers; the connect figures."""
         if self.target:
             self.close()
-        self.target = Target(self.server, 1, self.args.run_seconds,
-                             max_connections=self.n + 1000, max_per_channel=HISTORY)
-        report = self.target.connect(self.n, self.args.addresses)
+        self.target = self.new_target()
+        report = self.target.connect(self.n, self.args.addresses, paths=self.paths)
         if report["ready"] < self.n:
             raise RuntimeError("%s: only %d of %d subscribers connected (%s); lower "
                                "--subscribers or look for the cause at the end of the "
