@@ -1,5 +1,4 @@
-"""Many small messages, each for one subscriber: targeted publish and events, rulecast
-against Flask-SocketIO, stepped rate; see bench/README.md."""
+"""Targeted publish and events, each message for one subscriber: rulecast against Flask-SocketIO."""
 import argparse
 import collections
 import importlib.util
