@@ -18,7 +18,9 @@ SLOW_DRAIN = 3.0  # for the stopped subscribers to show, once read again, how th
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 # The server encodes compactly in a fixed key order, so id, t and n are found without
 # json.loads, which would otherwise be most of the client's cost per delivery.
-MESSAGE = re.compile(rb'\{"type":"message","id":(\d+),.*?"data":\{"t":([-0-9.eE+]+),"n":(\d+)\}')
+# t and n are the data's last keys: first for a publish, after notify's own keys for a
+# rule's message, and strings there, as a rule's templates render them.
+MESSAGE = re.compile(rb'\{"type":"message","id":(\d+),.*?"t":"?([-0-9.eE+]+)"?,"n":"?(\d+)"?\}')
 # The peer, Flask-SocketIO: an Engine.IO v4 message packet (4) carrying a Socket.IO event
 # (2), encoded by python-socketio with compact separators; the data's keys keep their order.
 SIO_MESSAGE = re.compile(rb'42\["message",\{"t":([-0-9.eE+]+),"n":(\d+)\}\]')
@@ -32,12 +34,14 @@ def source_addresses(count):
 class Sub:
     """One subscriber socket. state: 0 TCP connecting, 1 HTTP upgrade, 2 WebSocket, 3 ready.
     ``got``: for the peer, which has no message ids, one byte per message number n of the
-    phase; ``count``: this phase's deliveries; ``slow``: it stopped reading."""
-    __slots__ = ("sock", "buf", "state", "accept", "seen", "last_id", "got", "count", "slow")
+    phase; ``count``: this phase's deliveries; ``slow``: it stopped reading; ``index``: its
+    place in connect order, which makes it user u<index> in targeted mode."""
+    __slots__ = ("sock", "buf", "state", "accept", "seen", "last_id", "got", "count", "slow",
+                 "index")
 
-    def __init__(self, port, address):
+    def __init__(self, port, address, index):
         self.sock, self.buf, self.state, self.seen, self.last_id = socket.socket(), b"", 0, 0, 0
-        self.got, self.count, self.slow = bytearray(), 0, False
+        self.got, self.count, self.slow, self.index = bytearray(), 0, False, index
         try:
             self.sock.setblocking(False)
             self.sock.bind((address, 0))  # the port is the kernel's choice, per address
@@ -58,15 +62,21 @@ class LoadClient:
     """The subscribers and their figures. With ``server`` "socketio" it speaks Engine.IO v4
     / Socket.IO 5 over the raw WebSocket: open packet ``0{...}``, namespace connect ``40``
     answered by ``40{...}``, events as ``42["message",{...}]``, and a pong ``3`` for every
-    ping ``2`` of the server, between phases too."""
+    ping ``2`` of the server, between phases too.
 
-    def __init__(self, pipe, port, server, addresses):
+    Targeted mode (``paths``: each subscriber's WebSocket path, by connect order): subscriber
+    i is user u<i>, alone on its channel (rulecast: ``user:u<i>`` from its token, which its
+    welcome must list; the peer: room ``u<i>``), and message number n is for subscriber
+    n mod N only: a delivery elsewhere is misrouted, and each n counts once in the phase."""
+
+    def __init__(self, pipe, port, server, addresses, paths=None):
         self.pipe, self.port, self.addresses = pipe, port, source_addresses(addresses)
         self.ep, self.subs, self.commands = select.epoll(), {}, []
         self.ep.register(pipe.fileno(), select.EPOLLIN)  # the orchestrator's word wakes the loop
         self.sio, self.ws_path = server == "socketio", SERVERS[server]["ws"]
         self.subscribe = masked(json.dumps({"type": "subscribe", "channel": CHANNEL}).encode())
         self.sio_connect, self.sio_pong = masked(b"40"), masked(b"3")
+        self.paths, self.targeted = paths, paths is not None
         self.ready = self.failed = self.pings = self.stale = 0
         # Subscribers taken off the epoll: they stopped reading.
         self.why, self.unwatched, self.slow_codes = "", set(), {}
@@ -75,11 +85,12 @@ class LoadClient:
     def new_phase(self, base, messages):
         """Forget the last phase's figures; this one's messages are numbered base…base+messages-1."""
         self.base, self.messages, self.lat, self.codes = base, messages, [], collections.Counter()
-        self.received = self.gone_received = self.dup = self.errors = 0
+        self.received = self.gone_received = self.dup = self.errors = self.misrouted = 0
         self.slow_received, self.last = 0, 0.0
+        self.got = bytearray(messages if self.targeted else 0)  # each n once, phase-wide
         for s in self.subs.values():
             s.count = 0
-            if self.sio and s.state == 3 and not s.slow:
+            if self.sio and s.state == 3 and not s.slow and not self.targeted:
                 s.got = bytearray(messages)
 
     def drop(self, fd, s, why):
@@ -103,10 +114,16 @@ class LoadClient:
         k = n - self.base
         if k < 0:
             self.stale += 1  # late from an earlier phase
+        elif self.targeted and (k >= len(self.got) or self.got[k]):
+            self.dup += 1
+        elif self.targeted and n % len(self.paths) != s.index:
+            self.misrouted += 1
         elif s.slow:
             s.count += 1
             self.slow_received += 1
         else:
+            if self.targeted:
+                self.got[k] = 1
             s.count += 1
             self.received, self.last = self.received + 1, now
             self.lat.append(now - t)
@@ -130,6 +147,9 @@ class LoadClient:
                 continue
             if self.sio:
                 m = SIO_MESSAGE.match(buf, start, pos)
+                if m and self.targeted:  # deliver() tells duplicates by n, phase-wide
+                    self.deliver(s, int(m.group(2)), float(m.group(1)), now)
+                    continue
                 if m:  # no ids: the message number n, once per connection
                     n, k = int(m.group(2)), int(m.group(2)) - self.base
                     if k < 0 or k >= len(s.got) or not s.got[k]:
@@ -155,13 +175,21 @@ class LoadClient:
             m = MESSAGE.match(buf, start, pos)
             # Ids, not n: with parallel publishers the server may number them in another
             # order than n, but it promises each connection increasing ids.
-            if m and int(m.group(1)) > s.last_id:
+            if m and self.targeted:
+                self.deliver(s, int(m.group(3)), float(m.group(2)), now)
+            elif m and int(m.group(1)) > s.last_id:
                 s.last_id = int(m.group(1))
                 self.deliver(s, int(m.group(3)), float(m.group(2)), now)
             elif m:
                 self.dup += 1
             else:
-                kind = json.loads(buf[start:pos]).get("type")
+                frame = json.loads(buf[start:pos])
+                kind = frame.get("type")
+                if kind == "welcome" and self.targeted:
+                    mine = "user:u%d" % s.index
+                    if mine not in frame.get("channels", ()):
+                        return self.drop(fd, s, "welcome without %s: %r" % (mine, frame))
+                    s.seen |= 2  # subscribed at connect: no subscribe frame to wait for
                 s.seen |= {"welcome": 1, "subscribed": 2}.get(kind, 0)
                 self.errors += kind == "error"
                 if s.state == 2 and s.seen == 3:
@@ -185,9 +213,10 @@ class LoadClient:
                     continue
                 key = base64.b64encode(os.urandom(16))
                 s.accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+                path = self.paths[s.index] if self.targeted else self.ws_path
                 s.sock.send(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: "
                             b"websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                            b"Sec-WebSocket-Version: 13\r\n\r\n" % (self.ws_path, self.port, key))
+                            b"Sec-WebSocket-Version: 13\r\n\r\n" % (path, self.port, key))
                 self.ep.modify(fd, select.EPOLLIN)
                 s.state = 1
             elif s:
@@ -204,7 +233,7 @@ class LoadClient:
                         continue
                     why = buf[:end].split(b"\r\n")[0].decode("latin-1")
                     if buf.startswith(b"HTTP/1.1 101") and s.accept in buf[:end]:
-                        if not self.sio:  # the peer's client waits for the open packet
+                        if not self.sio and not self.targeted:  # the peer's: open packet first
                             s.sock.send(self.subscribe)
                         s.state = 2
                 if s.state < 2 or not data:
@@ -227,7 +256,7 @@ class LoadClient:
             while opened < min(n, self.ready + self.failed + IN_FLIGHT) and not (
                     until_failure and self.failed):
                 try:
-                    s = Sub(self.port, self.addresses[opened % len(self.addresses)])
+                    s = Sub(self.port, self.addresses[opened % len(self.addresses)], opened)
                 except OSError as exc:  # EMFILE (RLIMIT_NOFILE), EADDRINUSE (ports used up)
                     self.failed, self.why = self.failed + 1, self.why or "socket: %s" % exc
                     n = opened  # no more sockets: wait for those in flight
@@ -263,9 +292,11 @@ class LoadClient:
             self.pump(0.1)
             if accepted is None and self.commands:
                 accepted = self.commands.pop(0)
+            # Targeted, each accepted message is one delivery; else one per reader left.
+            fan = 1 if self.targeted else reading - sum(self.codes.values())
             if accepted is not None and (
-                    self.received - self.gone_received
-                    >= accepted * (reading - sum(self.codes.values()))
+                    self.received - (0 if self.targeted else self.gone_received)
+                    >= accepted * fan
                     or time.time() - max(self.last, wall0) > IDLE_DRAIN):
                 break
         busy = (time.process_time() - cpu0) / (time.time() - wall0)
@@ -275,9 +306,10 @@ class LoadClient:
         self.lat.sort()
         lat = self.lat
         q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else 0.0
+        expected = (accepted or 0) * (1 if self.targeted else reading)
         self.pipe.send(dict(
-            reading=reading, received=self.received, expected=reading * (accepted or 0),
-            lost=reading * (accepted or 0) - self.received, duplicates=self.dup,
+            reading=reading, received=self.received, expected=expected,
+            lost=expected - self.received, duplicates=self.dup, misrouted=self.misrouted,
             closed=sum(codes.values()), codes=codes, error_frames=self.errors, pings=self.pings,
             stale=self.stale, busy=busy, last=self.last, p50=q(0.50), p99=q(0.99), max=q(1.0),
             slow=len(stopped), slow_open=slow_open, slow_closed=len(stopped) - slow_open,
@@ -322,13 +354,13 @@ class LoadClient:
 
 
 def client_main(pipe, port, n, deadline, server="rulecast", addresses=1, until_failure=False,
-                connect_seconds=None):
+                connect_seconds=None, paths=None):
     """The load client's process: connects ``n`` subscribers from ``addresses`` source
-    addresses (for at most ``connect_seconds``), reports, then runs the orchestrator's
-    phases until ``deadline``."""
+    addresses (for at most ``connect_seconds``; ``paths``: targeted mode, see LoadClient),
+    reports, then runs the orchestrator's phases until ``deadline``."""
     pin(CLIENT_CPU)
     nofile = raise_nofile()
-    client = LoadClient(pipe, port, server, addresses)
+    client = LoadClient(pipe, port, server, addresses, paths)
     report = client.connect(n, min(deadline, time.time() + connect_seconds) if connect_seconds
                             else deadline, until_failure)
     pipe.send(dict(report, nofile=nofile))

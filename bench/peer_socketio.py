@@ -8,6 +8,11 @@ connect handler, the simplest equivalent of a rulecast topic subscription: pytho
 runs the handler before it answers the namespace connect, so a client that got ``40{...}``
 is subscribed. ``GET /healthz`` tells the bench it is up.
 
+For the targeted bench, one room per client like rulecast's ``user:<id>``: a client that
+connects with ``&room=u7`` in its URL joins room ``u7`` instead, and ``{"room": "u7",
+"data": ...}`` goes to that room only; a JSON list of such objects is a batch, emitted in
+order and answered 202 once.
+
 One change to the stock setup, on by default: TCP_NODELAY on every accepted socket, as
 rulecast sets it. gevent's pywsgi writes a response's head and body in two sends, so
 without it a keep-alive publisher with delayed ACK waits ~40 ms per publish, and
@@ -38,15 +43,17 @@ socketio = SocketIO(app, async_mode="gevent")
 
 @socketio.on("connect")
 def on_connect(auth=None):
-    join_room(ROOM)
+    join_room(request.args.get("room", ROOM))
 
 
 @app.route("/publish", methods=["POST"])
 def publish():
     body = request.get_json(force=True, silent=True)
-    if not isinstance(body, dict) or "data" not in body:
-        return jsonify(error='expected JSON {"data": ...}'), 400
-    socketio.emit("message", body["data"], to=ROOM)
+    batch = body if isinstance(body, list) else [body]
+    if not batch or not all(isinstance(b, dict) and "data" in b for b in batch):
+        return jsonify(error='expected JSON {"data": ...} or a list of them'), 400
+    for item in batch:
+        socketio.emit("message", item["data"], to=item.get("room", ROOM))
     return jsonify(ok=True), 202
 
 

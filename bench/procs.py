@@ -14,6 +14,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY, CHANNEL, SERVER_CPU, CLIENT_CPU = "bench-key", "topic:bench", 0, 1
+SECRET = "bench-secret-0123456789"
 START_SECONDS = 20  # for the server to listen and, with workers, for all of them to report
 STOP_SECONDS = 30  # for the server to stop politely (a supervisor stops workers, then sequencer)
 MAX_PROCS = 256  # bound on the server's process tree walk
@@ -166,9 +167,14 @@ def http_get(port, path, timeout=2.0):
         conn.close()
 
 
-def write_config(tmp, send_queue, max_per_channel, max_connections):
+def write_config(tmp, send_queue, max_per_channel, max_connections, rules=None):
+    """rulecast.yaml in ``tmp``; ``rules``: the text of a rules file to load, or None."""
+    if rules:
+        with open(os.path.join(tmp, "bench-rules.yaml"), "w") as f:
+            f.write(rules)
     with open(os.path.join(tmp, "rulecast.yaml"), "w") as f:
-        json.dump({"secret": "bench-secret-0123456789", "api_keys": [KEY], "rules": [],
+        json.dump({"secret": SECRET, "api_keys": [KEY],
+                   "rules": ["bench-rules.yaml"] if rules else [],
                    "public_topics": ["bench*"],
                    "history": {"max_per_channel": max_per_channel},
                    "limits": {"max_connections": max_connections,
@@ -176,12 +182,14 @@ def write_config(tmp, send_queue, max_per_channel, max_connections):
 
 
 def start_server(tmp, workers, server="rulecast", nagle=False, send_queue=1000,
-                 max_per_channel=1000, max_connections=50000):
+                 max_per_channel=1000, max_connections=50000, rules=None, source=None):
     """A `rulecast serve --workers N` (or, with ``server`` "socketio", the Flask-SocketIO
     peer, one process) on a free port, in its own session (so its whole process tree can
     be killed as one group), pinned to SERVER_CPU only when N == 1; returns (Popen, port,
     {pid: role}) once it answers and, with N > 1, all N workers report alive in /healthz.
-    The other arguments go to rulecast's configuration (limits and history)."""
+    The other arguments go to rulecast's configuration (limits, history, the text of a
+    rules file); ``source``: a source tree to run rulecast from instead of this one (its
+    directory goes first on PYTHONPATH, e.g. a `git worktree` of an older commit)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -189,14 +197,14 @@ def start_server(tmp, workers, server="rulecast", nagle=False, send_queue=1000,
         workers = 1
         cmd = [sys.executable, PEER, "--port", str(port)] + ["--nagle"] * nagle
     else:
-        write_config(tmp, send_queue, max_per_channel, max_connections)
+        write_config(tmp, send_queue, max_per_channel, max_connections, rules)
         cmd = [sys.executable, "-m", "rulecast", "serve", "--config", "rulecast.yaml",
                "--listen", "127.0.0.1:%d" % port, "--workers", str(workers)]
     if workers == 1 and shutil.which("taskset"):  # taskset execs: the PID is the server's
         cmd = ["taskset", "-c", str(SERVER_CPU)] + cmd
     with open(os.path.join(tmp, "server.log"), "wb") as log:
         proc = subprocess.Popen(cmd, cwd=tmp, stdout=log, stderr=subprocess.STDOUT,
-                                env=dict(os.environ, PYTHONPATH=ROOT),
+                                env=dict(os.environ, PYTHONPATH=os.path.abspath(source or ROOT)),
                                 preexec_fn=server_preexec, start_new_session=True)
     why, end = "", time.time() + START_SECONDS
     try:

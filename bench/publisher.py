@@ -1,7 +1,11 @@
 """The publisher process: numbered messages POSTed over keep-alive connections, paced or not."""
+import collections
 import http.client
 import itertools
 import json
+import re
+import select
+import socket
 import threading
 import time
 
@@ -61,4 +65,109 @@ def publisher_main(pipe, port, m, rate, deadline, connections, server="rulecast"
                    errors=["%d publisher connection(s) still stuck at the deadline" % stuck]
                    * bool(stuck) + [e for d in done for e in d["errors"]],
                    first=min(firsts), last=max(lasts),
+                   busy=(time.process_time() - cpu0) / max(time.time() - t0, 1e-9)))
+
+
+#: A send time as the bodies carry it, %.6f: the same width until the year 2286, so a
+#: request is built whole before the clock starts and only this is filled in as it goes.
+STAMP = b"0000000000.000000"
+CONTENT_LENGTH = re.compile(rb"(?im)^content-length:\s*(\d+)")
+PACED = 8  # keep-alive connections of the paced publisher, one request in flight on each
+
+
+def http_request(port, path, body):
+    """The bytes of a keep-alive JSON POST with the API key."""
+    return b"POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n" \
+           b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+               path.encode(), port, KEY.encode(), len(body), body)
+
+
+def responses(buf):
+    """The complete responses at the start of ``buf`` as (status, body), and the rest."""
+    done = []
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            break
+        length = CONTENT_LENGTH.search(buf, 0, end)
+        size = int(length.group(1)) if length else 0
+        if len(buf) < end + 4 + size:
+            break
+        done.append((int(buf[9:12]), buf[end + 4:end + 4 + size]))
+        buf = buf[end + 4 + size:]
+    return done, buf
+
+
+def paced_main(pipe, port, workload, m, rate, deadline, connections=PACED, base=0):
+    """POSTs ``m`` messages numbered base…base+m-1, ``workload.batch`` per request (its
+    ``path`` and ``body(numbers)``, a body holding STAMP for the send time), from raw
+    non-blocking keep-alive sockets on one epoll, one request in flight on each of
+    ``connections``; request j is due at j × batch ÷ ``rate`` s from the start (None: at
+    once) and goes on the first free connection. Reports like publisher_main, with
+    ``ok`` counting accepted messages, plus ``requests``, ``statuses`` (answers by HTTP
+    status), ``refused`` (the first non-202 answer's body) and ``late_ms`` (how far
+    behind schedule the latest send went)."""
+    pin(CLIENT_CPU)
+    k = workload.batch
+    todo = [(http_request(port, workload.path, workload.body(range(j, min(j + k, base + m)))),
+             min(k, base + m - j)) for j in range(base, base + m, k)]
+    ep, conns, idle, errors, statuses = select.epoll(), {}, [], [], collections.Counter()
+    for _ in range(connections):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        ep.register(sock.fileno(), select.EPOLLIN)
+        conns[sock.fileno()] = [sock, b"", 0]  # socket, unread bytes, messages in flight
+        idle.append(sock.fileno())
+    ok = j = late = 0
+    refused, first, last = None, None, None
+    t0, cpu0 = time.time(), time.process_time()
+    while (j < len(todo) or len(idle) < len(conns)) and conns and time.time() < deadline:
+        now = time.time()
+        while idle and j < len(todo) and (not rate or t0 + j * k / rate <= now):
+            c = conns[idle.pop()]
+            request, c[2] = todo[j]
+            late = max(late, now - t0 - j * k / rate) if rate else 0
+            t = time.time()
+            data = request.replace(STAMP, b"%.6f" % t)  # each message of a batch
+            sent = c[0].send(data)
+            if sent < len(data):  # rare for a few KiB on a drained socket: finish blocking
+                c[0].setblocking(True)
+                c[0].sendall(data[sent:])
+                c[0].setblocking(False)
+            first, j = first or t, j + 1
+        due = t0 + j * k / rate - time.time() if rate and idle and j < len(todo) else 1.0
+        for fd, _ in ep.poll(max(0.0, min(due, 1.0))):
+            c = conns[fd]
+            try:
+                data = c[0].recv(65536)
+            except OSError as exc:
+                data = b""
+                errors.append("publish: %s" % exc)
+            if not data:  # the server closed it: what was in flight is not accepted
+                errors.append("publish: the server closed a connection with %d message(s) "
+                              "in flight" % c[2])
+                ep.unregister(fd)
+                c[0].close()
+                del conns[fd]
+                if fd in idle:
+                    idle.remove(fd)
+                continue
+            done, c[1] = responses(c[1] + data)
+            for status, body in done:
+                statuses[status] += 1
+                if status == 202:
+                    ok += c[2]
+                else:
+                    refused = refused or body[:300].decode("utf-8", "replace").strip()
+                    errors.append("publish: HTTP %d %s" % (status, refused))
+                c[2], last = 0, time.time()
+                idle.append(fd)
+    if j < len(todo):
+        errors.insert(0, "the publisher stopped after %d of %d requests (%s)" % (
+            j, len(todo), "no connection left" if not conns else "deadline"))
+    for c in conns.values():
+        c[0].close()
+    pipe.send(dict(ok=ok, requests=j, errors=errors, statuses=dict(statuses), refused=refused,
+                   first=first or t0, last=last or time.time(), late_ms=late * 1000,
                    busy=(time.process_time() - cpu0) / max(time.time() - t0, 1e-9)))

@@ -58,21 +58,49 @@ def step_figures(phase, ready):
                 max_ms=phase["max"])
 
 
+def step_up(phase, ready, rate, args, budget, result):
+    """Publishes with ``phase(messages, rate)`` at a geometrically rising rate from ``rate``
+    (``args``: step_seconds, step_messages, step_factor, max_rate) until a step fails
+    (``budget``: its p99 in ms; ``ready``: the deliveries per message); each step goes to
+    ``result["steps"]``, the failure to ``result``. Returns the best step, and whether the
+    failing one lost or closed anything."""
+    best = None
+    while True:
+        messages = max(args.step_messages, round(rate * args.step_seconds))
+        got = phase(messages, rate)
+        step = step_figures(got, ready)
+        failed = verdict(got, step, rate, budget)
+        result["steps"].append(dict(step, rate=rate, failed=failed and failed[1]))
+        if failed:
+            result.update(failed_rate=rate, failed_why=failed[0], failed_detail=failed[1])
+            return best, got["closed"] or got["lost"] or got["duplicates"]
+        best = result["steps"][-1]
+        if rate >= args.max_rate:
+            result.update(failed_rate=None, failed_why="cap",
+                          failed_detail="passed the cap of %g/s" % args.max_rate)
+            return best, False
+        rate = min(rate * args.step_factor, args.max_rate)
+
+
 class Run:
     """One server with N subscribers through every phase; restarts the server when a
     failed step closed subscribers."""
 
     def __init__(self, server, n, args):
         self.server, self.n, self.args, self.target = server, n, args, None
+        self.paths = None  # each subscriber's WebSocket path, in targeted mode
         self.result = dict(server=server, subscribers=n, notes=[], steps=[])
+
+    def new_target(self):
+        return Target(self.server, 1, self.args.run_seconds,
+                      max_connections=self.n + 1000, max_per_channel=HISTORY)
 
     def start(self):
         """(Re)starts the server and connects the subscribers; the connect figures."""
         if self.target:
             self.close()
-        self.target = Target(self.server, 1, self.args.run_seconds,
-                             max_connections=self.n + 1000, max_per_channel=HISTORY)
-        report = self.target.connect(self.n, self.args.addresses)
+        self.target = self.new_target()
+        report = self.target.connect(self.n, self.args.addresses, paths=self.paths)
         if report["ready"] < self.n:
             raise RuntimeError("%s: only %d of %d subscribers connected (%s); lower "
                                "--subscribers or look for the cause at the end of the "
@@ -85,26 +113,10 @@ class Run:
         self.result["notes"] += self.target.notes + self.target.problems[:3]
 
     def step(self, budget):
-        """Publishes at a geometrically rising rate until a step fails (``budget``: its p99
-        in ms); the best step, and whether the failing one lost or closed anything."""
-        args, best = self.args, None
-        rate = min(max(1.0, args.start_deliveries / self.n), args.max_rate)
-        while True:
-            messages = max(args.step_messages, round(rate * args.step_seconds))
-            phase = self.target.phase(messages, rate, PUBLISHERS)
-            step = step_figures(phase, self.n)
-            failed = verdict(phase, step, rate, budget)
-            self.result["steps"].append(dict(step, rate=rate, failed=failed and failed[1]))
-            if failed:
-                self.result.update(failed_rate=rate, failed_why=failed[0],
-                                   failed_detail=failed[1])
-                return best, phase["closed"] or phase["lost"] or phase["duplicates"]
-            best = self.result["steps"][-1]
-            if rate >= args.max_rate:
-                self.result.update(failed_rate=None, failed_why="cap",
-                                   failed_detail="passed the cap of %g/s" % args.max_rate)
-                return best, False
-            rate = min(rate * args.step_factor, args.max_rate)
+        """The stepped rate on this run's subscribers (see step_up)."""
+        rate = min(max(1.0, self.args.start_deliveries / self.n), self.args.max_rate)
+        return step_up(lambda messages, r: self.target.phase(messages, r, PUBLISHERS),
+                       self.n, rate, self.args, budget, self.result)
 
     def measure(self):
         """Every phase, in an order where only the last ones may close subscribers."""

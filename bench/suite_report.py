@@ -67,6 +67,12 @@ def version(dist):
         return "not installed"
 
 
+def commit(tree):
+    """``git describe`` of a source tree: the commit measured, and whether it was dirty."""
+    return subprocess.run(["git", "-C", tree, "describe", "--always", "--dirty"],
+                          capture_output=True, text=True).stdout.strip()
+
+
 def machine():
     """Cores, CPU model, Python and the versions measured, with the checkout's commit."""
     model = "unknown"
@@ -75,10 +81,8 @@ def machine():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    commit = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
-                            capture_output=True, text=True).stdout.strip()
     return dict(cores=os.cpu_count(), cpu=model, python=platform.python_version(),
-                kernel=platform.release(), rulecast="%s (%s)" % (version("rulecast"), commit),
+                kernel=platform.release(), rulecast="%s (%s)" % (version("rulecast"), commit(ROOT)),
                 peer="flask-socketio %s, python-socketio %s, python-engineio %s" % (
                     version("flask-socketio"), version("python-socketio"),
                     version("python-engineio")),
@@ -117,14 +121,19 @@ def grid(rows):
                                for i, (c, w) in enumerate(zip(r, widths))) for r in rows)
 
 
-def print_report(report, servers, counts):
-    """The table: one row per figure and N, a column per server and the ratio rulecast/peer
-    when both ran; the client's busy share in brackets beside what it could limit."""
+def print_head(report):
+    """The exact command and the machine, as every bench's output starts."""
     m = report["machine"]
     print("$ " + report["command"])
     print("machine: %d cores, %s; Python %s, Linux %s; rulecast %s; %s; gevent %s, "
           "gevent-websocket %s" % (m["cores"], m["cpu"], m["python"], m["kernel"],
                                    m["rulecast"], m["peer"], m["gevent"], m["gevent_websocket"]))
+
+
+def print_report(report, servers, counts):
+    """The table: one row per figure and N, a column per server and the ratio rulecast/peer
+    when both ran; the client's busy share in brackets beside what it could limit."""
+    print_head(report)
     print("server pinned to CPU %d, load client and publisher to CPU %d; medians of %d run(s), "
           "lost and closed from the worst run; [c NN%%]: the load client's busy share"
           % (SERVER_CPU, CLIENT_CPU, report["runs"]))

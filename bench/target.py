@@ -9,7 +9,7 @@ import time
 from loadclient import client_main
 from procs import (bus_metrics, fd_count, log_problems, log_tail, process_tree, rss_of, sample,
                    start_server, stop_server)
-from publisher import publisher_main
+from publisher import PACED, paced_main, publisher_main
 
 
 def wait_for(pipe, deadline, what):
@@ -56,14 +56,15 @@ class Target:
         self.kids[-1].start()
         return mine
 
-    def connect(self, n, addresses=1, until_failure=False, seconds=None):
-        """Opens ``n`` subscribers (see loadclient.LoadClient.connect); the client's report
+    def connect(self, n, addresses=1, until_failure=False, seconds=None, paths=None):
+        """Opens ``n`` subscribers (see loadclient.LoadClient.connect; ``paths``: each
+        one's WebSocket path, for targeted mode); the client's report
         (within ``seconds``) with the server's CPU per ready subscriber and busy share
         meanwhile, its RSS growth per ready subscriber, and the descriptors each server
         process took (``conns``, by pid)."""
         before = sample(self.pids)
         self.client = self.spawn(client_main, n, self.deadline, self.server, addresses,
-                                 until_failure, seconds)
+                                 until_failure, seconds, paths)
         report = wait_for(self.client, self.deadline + 5, "connect report")
         # The whole tree again, in case a process was restarted.
         self.pids = process_tree(self.proc.pid)
@@ -84,9 +85,11 @@ class Target:
         report["rss_kib"] = rss_of(sample(self.pids))
         return report
 
-    def phase(self, messages, rate, connections=1, slow=0, watch_rss=False):
+    def phase(self, messages, rate, connections=1, slow=0, watch_rss=False, workload=None):
         """Publishes ``messages`` at ``rate``/s (None: as fast as ``connections`` get
-        answers), with ``slow`` subscribers stopped; the client's figures of this phase
+        answers), with ``slow`` subscribers stopped; with a ``workload``
+        (workload.Workload), by the paced publisher on PACED connections instead. The
+        client's figures of this phase
         (loadclient.LoadClient.phase) plus the publisher's (``sent``), the server's CPU
         over the phase (``cpu_s``, ``wall_s``, per process in ``procs``) and, with
         ``watch_rss``, its RSS every 0.2 s (``rss_kib``)."""
@@ -94,8 +97,12 @@ class Target:
         wait_for(self.client, self.deadline + 5, "start of the phase")
         pids = self.pids = process_tree(self.proc.pid)
         before, rss = sample(pids), []
-        publisher = self.spawn(publisher_main, messages, rate, self.deadline, connections,
-                               self.server, self.base)
+        if workload:
+            publisher = self.spawn(paced_main, workload, messages, rate, self.deadline, PACED,
+                                   self.base)
+        else:
+            publisher = self.spawn(publisher_main, messages, rate, self.deadline, connections,
+                                   self.server, self.base)
         self.base += messages
         while not publisher.poll(0.2):
             if time.time() > self.deadline + 15:

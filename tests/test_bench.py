@@ -68,3 +68,40 @@ def test_suite_smoke():
         assert figures["sustained_cpu_us_per_delivery"] > 0, (server, figures)
         assert figures["slow_clients"] == 1, (server, figures)
         assert report["max_connections"][server]["held"] == 200, report["max_connections"]
+
+
+#: bench/targeted.py, tiny: 20 subscribers, a short phase at a low common rate, two steps.
+TARGETED_TINY = ["--subscribers", "20", "--runs", "1", "--fixed-rate", "100",
+                 "--fixed-seconds", "0.5", "--start-rate", "100", "--step-seconds", "0.5",
+                 "--max-rate", "150", "--batch", "10", "--json"]
+
+
+@pytest.mark.timeout(180)
+def test_targeted_smoke():
+    """Targeted publish and events, one at a time and in batches of 10, on both servers:
+    every message reaches its one subscriber once, with sane figures (no timing asserted)."""
+    both = importlib.util.find_spec("flask_socketio") is not None
+    run = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "targeted.py"), *TARGETED_TINY,
+         "--server", "both" if both else "rulecast"],
+        cwd=ROOT, capture_output=True, text=True, timeout=150)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads(run.stdout)
+    results = report["results"]
+    measured = [(case, column) for case, by in results.items() for column in by
+                if not by[column].get("skipped")]
+    assert ("events", "rulecast") in measured and ("events, batch 10", "rulecast") in measured
+    assert ("publish", "rulecast") in measured
+    assert not both or ("publish", "peer") in measured, measured
+    for case, column in measured:
+        figures = results[case][column]["median"]
+        assert figures["fixed_lost"] == 0 and figures["fixed_misrouted"] == 0, (case, figures)
+        assert figures["fixed_closed"] == 0, (case, column, figures)
+        for prefix in ("fixed", "sustained"):
+            assert 0 < figures[prefix + "_p50_ms"] <= figures[prefix + "_p99_ms"], (
+                case, column, figures)
+            assert figures[prefix + "_cpu_us"] > 0, (case, column, figures)
+            assert figures[prefix + "_rate"] > 0, (case, column, figures)
+    # Publish batches are skipped, with the reason, only where the server refuses a list.
+    skipped = results["publish, batch 10"]["rulecast"]
+    assert "median" in skipped and (not skipped.get("skipped") or "400" in skipped["skipped"])
