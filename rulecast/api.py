@@ -2,7 +2,6 @@
 
 Publish and events, the endpoints every message goes through, are served before
 Flask, by :mod:`rulecast.ingest`."""
-import hmac
 import logging
 import os
 
@@ -13,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from rulecast import sse
 from rulecast.channels import ChannelError, parse as parse_channel
-from rulecast.identity import identify
+from rulecast.identity import api_key_of, bearer, identify
 from rulecast.tokens import InvalidToken
 
 log = logging.getLogger("rulecast.api")
@@ -79,13 +78,13 @@ def _json_body():
     return data
 
 
-def require_api_key():
-    """Raise 401 unless the request carries one of the configured API keys."""
-    auth = request.headers.get("Authorization", "")
-    key = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-    if not key:
+def require_api_key(environ=None, api_keys=None):
+    """Raise 401 unless the request (``environ``, by default Flask's) carries one of the
+    configured API keys."""
+    environ = request.environ if environ is None else environ
+    if not bearer(environ):
         raise ApiError(401, {"authorization": ["send an API key as 'Authorization: Bearer KEY'"]})
-    if not any(hmac.compare_digest(key, k) for k in _server().config.api_keys):
+    if api_key_of(environ, _server().config.api_keys if api_keys is None else api_keys) is None:
         raise ApiError(401, {"authorization": ["unknown API key"]})
 
 

@@ -104,7 +104,7 @@ def publish(url, channel, data, api_key, timeout=10, prefix="/rulecast"):
 
 def _items(items):
     """``items`` as publish bodies: ``(channel, data)`` pairs or ``{"channel","data"}``
-    dicts (other keys, such as ``idempotency_key``, kept)."""
+    dicts, sent as given (the server names any key it does not know)."""
     bodies = []
     for index, item in enumerate(items):
         if isinstance(item, dict) and "channel" in item and "data" in item:

@@ -1,11 +1,10 @@
 """The publish and events endpoints as plain WSGI: what every message pays, without Flask."""
-import hmac
 import json
 import logging
 
 from marshmallow import ValidationError
 
-from rulecast.api import PUBLISH, PUBLISH_MANY
+from rulecast.api import PUBLISH, PUBLISH_MANY, ApiError, require_api_key
 from rulecast.bus import BusUnavailable
 from rulecast.channels import ChannelError, parse as parse_channel
 from rulecast.events import load_events
@@ -16,15 +15,6 @@ log = logging.getLogger("rulecast.api")
 
 #: The most messages one publish request may carry.
 MAX_BATCH = 1000
-
-
-class _Refused(Exception):
-    """The request is answered ``status`` with ``{"errors": errors}``."""
-
-    def __init__(self, status, errors):
-        super().__init__(status, errors)
-        self.status = status
-        self.errors = errors
 
 
 def _answer(start_response, status, body):
@@ -64,7 +54,6 @@ class Ingest:
         prefix = server.config.prefix
         self.routes = {prefix + "/api/publish": self.publish,
                        prefix + "/api/events": self.events}
-        self.keys = [k.encode("utf-8") for k in server.config.api_keys]
         limit = server.config.limits.max_message_bytes
         #: A body this small holds no message over the size limit: no need to measure.
         self.small_body = limit + 1024
@@ -79,9 +68,9 @@ class Ingest:
                                                       ("Content-Type", "application/json")])
             return [b'{"errors":{"_":["this endpoint takes POST"]}}']
         try:
-            self._authorize(environ)
+            require_api_key(environ, self.server.config.api_keys)
             return handler(self._body(environ), start_response)
-        except _Refused as exc:
+        except ApiError as exc:
             return _answer(start_response, "%d %s" % (exc.status, _REASONS[exc.status]),
                            {"errors": exc.errors})
         except Exception:
@@ -89,35 +78,24 @@ class Ingest:
             return _answer(start_response, "500 INTERNAL SERVER ERROR",
                            {"errors": {"_": ["internal error"]}})
 
-    def _authorize(self, environ):
-        auth = environ.get("HTTP_AUTHORIZATION", "")
-        key = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-        if not key:
-            raise _Refused(401, {"authorization": [
-                "send an API key as 'Authorization: Bearer KEY'"]})
-        key = key.encode("utf-8", "surrogateescape")
-        # Every key is compared, so the time taken tells nothing of which came close.
-        if not sum(hmac.compare_digest(key, k) for k in self.keys):
-            raise _Refused(401, {"authorization": ["unknown API key"]})
-
     def _body(self, environ):
         """The request's JSON body, at most :attr:`max_body` bytes."""
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            raise _Refused(400, {"_": ["Content-Length must be a number of bytes"]}) from None
+            raise ApiError(400, {"_": ["Content-Length must be a number of bytes"]}) from None
         if length > self.max_body:
-            raise _Refused(413, {"_": ["body larger than %d bytes" % self.max_body]})
+            raise ApiError(413, {"_": ["body larger than %d bytes" % self.max_body]})
         if not _is_json(environ.get("CONTENT_TYPE", "")):
-            raise _Refused(400, {"_": [
+            raise ApiError(400, {"_": [
                 "the body must be JSON with Content-Type: application/json"]})
         raw = environ["wsgi.input"].read(self.max_body + 1)
         if len(raw) > self.max_body:  # chunked: no Content-Length said so up front
-            raise _Refused(413, {"_": ["body larger than %d bytes" % self.max_body]})
+            raise ApiError(413, {"_": ["body larger than %d bytes" % self.max_body]})
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError):
-            raise _Refused(400, {"_": [
+            raise ApiError(400, {"_": [
                 "the body must be JSON with Content-Type: application/json"]}) from None
         return body, len(raw)
 
@@ -128,7 +106,7 @@ class Ingest:
             ids = [m.id for m in self._publish(items)]
             return _answer(start_response, "202 ACCEPTED", {"ids": ids})
         if size > self.small_body:
-            raise _Refused(413, {"_": ["body larger than %d bytes" % self.small_body]})
+            raise ApiError(413, {"_": ["body larger than %d bytes" % self.small_body]})
         if not _valid_message(body):
             _schema_errors(PUBLISH, body)
         message, = self._publish([(body["channel"], body["data"])])
@@ -137,9 +115,9 @@ class Ingest:
     def _messages(self, body, size):
         """The ``(channel, data)`` pairs of a batch; 400 naming every bad item."""
         if not body:
-            raise _Refused(400, {"_": ["an empty list holds no messages"]})
+            raise ApiError(400, {"_": ["an empty list holds no messages"]})
         if len(body) > MAX_BATCH:
-            raise _Refused(400, {"_": ["at most %d messages per request, got %d"
+            raise ApiError(400, {"_": ["at most %d messages per request, got %d"
                                        % (MAX_BATCH, len(body))]})
         if not all(_valid_message(item) for item in body):
             _schema_errors(PUBLISH_MANY, body)
@@ -149,7 +127,7 @@ class Ingest:
                          if len(json.dumps(item["data"], separators=(",", ":"),
                                            ensure_ascii=False).encode()) > self.max_message}
             if too_large:
-                raise _Refused(413, too_large)
+                raise ApiError(413, too_large)
         return [(item["channel"], item["data"]) for item in body]
 
     def events(self, request, start_response):
@@ -157,18 +135,18 @@ class Ingest:
         try:
             batch = load_events(body)
         except ValidationError as exc:
-            raise _Refused(400, _string_keys(exc.messages)) from None
+            raise ApiError(400, _string_keys(exc.messages)) from None
         try:
             matched, ids = self.server.engine.process(batch)
         except BusUnavailable as exc:
-            raise _Refused(503, {"_": ["not accepted: %s; try again" % exc]}) from None
+            raise ApiError(503, {"_": ["not accepted: %s; try again" % exc]}) from None
         return _answer(start_response, "202 ACCEPTED", {"matched": matched, "messages": ids})
 
     def _publish(self, items):
         try:
             return self.server.bus.publish_many(items)
         except BusUnavailable as exc:
-            raise _Refused(503, {"_": ["not accepted: %s; try again" % exc]}) from None
+            raise ApiError(503, {"_": ["not accepted: %s; try again" % exc]}) from None
 
 
 def _is_json(content_type):
@@ -183,8 +161,8 @@ def _schema_errors(schema, body):
     try:
         schema.load(body)
     except ValidationError as exc:
-        raise _Refused(400, _string_keys(exc.messages)) from None
-    raise _Refused(400, {"_": ["not a message: %r" % (body,)[:200]]})
+        raise ApiError(400, _string_keys(exc.messages)) from None
+    raise ApiError(400, {"_": ["not a message: %r" % (body,)[:200]]})
 
 
 def _string_keys(errors):
