@@ -1,7 +1,9 @@
 """The publish and events endpoints as plain WSGI: what every message pays, without Flask."""
 import json
 import logging
+import time
 
+from gevent.pywsgi import format_date_time
 from marshmallow import ValidationError
 
 from rulecast.api import PUBLISH, PUBLISH_MANY, ApiError, require_api_key
@@ -20,8 +22,20 @@ MAX_BATCH = 1000
 def _answer(start_response, status, body):
     data = json.dumps(body, separators=(",", ":")).encode()
     start_response(status, [("Content-Type", "application/json"),
-                            ("Content-Length", str(len(data)))])
+                            ("Content-Length", str(len(data))), ("Date", _date())])
     return [data]
+
+
+_date_second = _date_text = None
+
+
+def _date():
+    """The Date header, made once a second rather than by the server for each answer."""
+    global _date_second, _date_text
+    now = int(time.time())
+    if now != _date_second:
+        _date_second, _date_text = now, format_date_time(now).decode("latin-1")
+    return _date_text
 
 
 def _valid_message(item):

@@ -187,6 +187,20 @@ class Handler(WebSocketHandler):
             out += b"%x\r\n%s\r\n" % (len(data), data) if self.response_use_chunked else data
         self._sendall(out)
 
+    def _sendall(self, data):
+        # gevent's sendall() asks the kernel for SO_SNDBUF on every call; an API answer
+        # fits in one send(), and only what did not fit takes sendall's path.
+        try:
+            sent = self.socket.send(data)
+            if sent < len(data):
+                self.socket.sendall(memoryview(data)[sent:])
+        except OSError as exc:
+            self.status = "socket error: %s" % exc
+            if self.code > 0:
+                self.code = -self.code
+            raise
+        self.response_length += len(data)
+
     def get_environ(self):
         env = super().get_environ()
         env["rulecast.socket"] = self.socket  # so a stream that stopped reading can be cut
