@@ -30,7 +30,9 @@ def ws_frame(payload, opcode=0x1):
 
 class Message:
     """A sequenced message. Its wire forms are computed on first use and then shared,
-    so a fan-out to ten thousand connections serialises it once."""
+    so a fan-out to ten thousand connections serialises it once. One that a worker
+    took from the sequencer's stream holds only its id, channel and wire form
+    (``time`` and ``data`` None): delivering needs nothing else."""
 
     __slots__ = ("id", "channel", "time", "data", "_json", "_ws", "_sse")
 

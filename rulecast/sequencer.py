@@ -14,13 +14,27 @@ from rulecast.store import open_store
 
 log = logging.getLogger("rulecast.sequencer")
 
-__all__ = ["Sequencer", "PUB", "pair_name", "TICK_EVERY"]
+__all__ = ["Sequencer", "PUB", "pair_name", "stream_lines", "TICK_EVERY"]
 
 #: The broadcast of sequenced messages every worker subscribes to.
 PUB = "messages"
 #: Seconds between ticks carrying the last id: a worker that lost the newest
 #: messages learns of the gap even when nothing follows them.
 TICK_EVERY = 0.5
+
+
+def stream_lines(data):
+    """The lines of one PUB send, each ``(id, channel, frame JSON)``, or ``(None,
+    "tick", last_id)`` for a tick. A line is ``ID CHANNEL FRAME`` (channels hold no
+    spaces, compact JSON no newline) or ``tick LAST_ID``: a worker learns where a
+    message goes without decoding it, and most go to no one it serves."""
+    for line in data.split(b"\n"):
+        head, _, rest = line.partition(b" ")
+        if head == b"tick":
+            yield None, "tick", int(rest)
+        else:
+            channel, _, frame = rest.partition(b" ")
+            yield int(head), channel.decode("utf-8"), frame
 
 
 def pair_name(worker):
@@ -33,7 +47,7 @@ class Sequencer:
     worker on its own PAIR socket (reliable: PAIR never drops), stores everything that
     waits in one transaction, answers ``{"r": request, "messages": [frames]}`` and
     publishes each frame on PUB, where a lagging worker may lose some; ids let it
-    notice and refill. The store keeps each request's token: a worker that got no
+    notice and refill (:func:`stream_lines`). The store keeps each request's token: a worker that got no
     answer asks the store what became of it (:meth:`Store.resolve`), and a request it
     gave up is refused when it arrives late."""
 
@@ -89,9 +103,24 @@ class Sequencer:
                 else:
                     self._reply(pair, b'{"r":%s,"messages":[%s]}' % (
                         dumps(request), b",".join(m.json for m in messages)))
-            for messages in stored:
-                for message in messages or ():
-                    self.pub.send(message.json)
+            self._broadcast([m for messages in stored if messages for m in messages])
+
+    #: Bytes of messages put in one PUB send, well under what a worker buffers.
+    broadcast_bytes = 256 * 1024
+
+    def _broadcast(self, messages):
+        """Send ``messages`` on PUB, many to a send: each nanomsg send costs as much as
+        storing a message. See :func:`stream_lines` for the form."""
+        lines, size = [], 0
+        for message in messages:
+            line = b"%d %s %s" % (message.id, message.channel.encode("utf-8"), message.json)
+            lines.append(line)
+            size += len(line)
+            if size >= self.broadcast_bytes:
+                self.pub.send(b"\n".join(lines))
+                lines, size = [], 0
+        if lines:
+            self.pub.send(b"\n".join(lines))
 
     #: Seconds a worker may take to take its answer before it is given up.
     reply_timeout = 2.0
@@ -108,4 +137,4 @@ class Sequencer:
     def _tick(self):
         while True:
             gevent.sleep(TICK_EVERY)
-            self.pub.send(b'{"type":"tick","last_id":%d}' % self.store.last_id())
+            self.pub.send(b"tick %d" % self.store.last_id())

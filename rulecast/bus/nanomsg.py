@@ -11,7 +11,7 @@ from gevent.event import AsyncResult
 from rulecast.bus.base import Bus, BusUnavailable
 from rulecast.message import Message, dumps
 from rulecast.nanomsg_io import Socket, endpoint
-from rulecast.sequencer import PUB, TICK_EVERY, pair_name
+from rulecast.sequencer import PUB, TICK_EVERY, pair_name, stream_lines
 
 log = logging.getLogger("rulecast.bus")
 
@@ -99,16 +99,18 @@ class NanomsgBus(Bus):
     def _stream(self):
         handled = 0
         while True:
-            handled += 1
-            if handled % self.yield_every == 0:
-                gevent.sleep(0)
             raw = self.sub.recv()
-            frame = json.loads(raw)
-            if frame.get("type") == "tick":
-                self.last_tick = time.monotonic()
-                if frame["last_id"] > self.last_id:
-                    self.catch_up(frame["last_id"])
-                continue
-            message = Message(frame["id"], frame["channel"], frame["time"], frame["data"])
-            message._json = raw  # the sequencer's encoding is the wire form: reuse it
-            self._dispatch(message)
+            for id, channel, frame in stream_lines(raw):
+                if id is None:
+                    self.last_tick = time.monotonic()
+                    if frame > self.last_id:
+                        self.catch_up(frame)
+                    continue
+                # The hub needs the id, the channel and the wire form, not the data:
+                # decoding every message in every worker would cost more than storing it.
+                message = Message(id, channel, None, None)
+                message._json = frame
+                self._dispatch(message)
+                handled += 1
+                if handled % self.yield_every == 0:
+                    gevent.sleep(0)
