@@ -92,7 +92,7 @@ class Engine:
                     log.exception("plugin hook rulecast_event_received failed on %r", event)
             before, hits = len(messages), []
             for rule in self.ruleset.for_type(event.type):
-                if self._run(rule, event, Context(rule.name, messages, webhooks)):
+                if self._run(rule, event, messages, webhooks):
                     hits.append(rule.name)
                     if rule.stop:
                         break
@@ -105,7 +105,7 @@ class Engine:
             self.sender.send(request)
         return matched, ids
 
-    def _run(self, rule, event, context):
+    def _run(self, rule, event, messages, webhooks):
         try:
             for _, _, check in rule.conditions:
                 if not check(event):
@@ -118,6 +118,7 @@ class Engine:
         if counter is None:  # labels() takes a lock and a lookup: once per rule, not per hit
             counter = rule.hit_counter = self.metrics.rule_hits.labels(rule.name)
         counter.inc()
+        context = Context(rule.name, messages, webhooks)
         for label, _, run in rule.actions:
             try:
                 run(event, context)
