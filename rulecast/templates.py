@@ -1,5 +1,5 @@
 """Templates and expressions in rules: Jinja2, sandboxed, strict, compiled once."""
-from jinja2 import StrictUndefined, TemplateSyntaxError
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -44,6 +44,59 @@ class Template:
             self.env.handle_exception()  # as Jinja2 does: the traceback points into the rule
 
 
+def _substitutions(ast):
+    """A template's output as literal text and ``(name, attributes)`` for each
+    ``{{ name.attr.attr }}``, when that is all it holds; None otherwise."""
+    if len(ast.body) != 1 or type(ast.body[0]) is not nodes.Output:
+        return None
+    parts = []
+    for node in ast.body[0].nodes:
+        if type(node) is nodes.TemplateData:
+            parts.append(node.data)
+            continue
+        attributes = []
+        while type(node) is nodes.Getattr:
+            attributes.insert(0, node.attr)
+            node = node.node
+        if type(node) is not nodes.Name:
+            return None
+        parts.append((node.name, tuple(attributes)))
+    return parts
+
+
+class Substitution(Template):
+    """A template of text and ``{{ name.attr }}`` substitutions only, rendered without a
+    Jinja2 context: each value is looked up with the sandbox's own getattr and turned
+    into text by ``str`` as Jinja2's code does. An undefined value renders through
+    Jinja2 after all, so that it raises the error Jinja2 raises."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, template, parts):
+        super().__init__(template)
+        self.parts = parts
+
+    def render(self, context):
+        out, getattr_ = [], self.env.getattr
+        for part in self.parts:
+            if part.__class__ is str:
+                out.append(part)
+                continue
+            name, attributes = part
+            value = context[name] if name in context else self.env.globals.get(name, _UNDEFINED)
+            for attribute in attributes:
+                if isinstance(value, Undefined):
+                    break
+                value = getattr_(value, attribute)
+            if isinstance(value, Undefined):
+                return super().render(context)
+            out.append(str(value))
+        return "".join(out)
+
+
+_UNDEFINED = Undefined()
+
+
 class Templates:
     """Compiles rule text. Only rule files are ever template source: event data is
     context, so ``{{ 7*7 }}`` inside an event arrives as those characters."""
@@ -59,9 +112,12 @@ class Templates:
         if "{" not in source:
             return Constant(source)
         try:
-            return Template(self.env.from_string(source))
+            ast = self.env.parse(source)
+            parts = _substitutions(ast)  # before compiling, which may rewrite the tree
+            template = self.env.from_string(ast)
         except TemplateSyntaxError as exc:
             raise RuleError("template syntax error in %r: %s" % (source, exc.message)) from None
+        return Template(template) if parts is None else Substitution(template, parts)
 
     def expression(self, source):
         """A compiled expression: ``evaluate(context) -> value``."""
