@@ -140,13 +140,20 @@ class Templates:
 
     def render_data(self, compiled, context):
         """Render a structure from :meth:`compile_data`: its templates become strings."""
+        return self.renderer(compiled)(context)
+
+    def renderer(self, compiled):
+        """``render(context)`` for a structure from :meth:`compile_data`, its shape walked
+        here, once, instead of on every rendering."""
         if isinstance(compiled, dict):
-            return {k: self.render_data(v, context) for k, v in compiled.items()}
+            items = [(k, self.renderer(v)) for k, v in compiled.items()]
+            return lambda context: {k: render(context) for k, render in items}
         if isinstance(compiled, list):
-            return [self.render_data(v, context) for v in compiled]
+            renders = [self.renderer(v) for v in compiled]
+            return lambda context: [render(context) for render in renders]
         if hasattr(compiled, "render"):
-            return compiled.render(context)
-        return compiled
+            return compiled.render
+        return lambda context: compiled
 
     def compile_data(self, data):
         """Compile every string in a JSON-like structure into a template, once."""
