@@ -83,8 +83,8 @@ class Engine:
         # so a plugin registered later is called from its next batch on.
         notify = bool(received.get_hookimpls())
         logged = log.isEnabledFor(logging.DEBUG)
+        self.metrics.events.inc(len(events))
         for event in events:
-            self.metrics.events.inc()
             if notify:
                 try:
                     received(event=event)
