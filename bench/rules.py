@@ -26,13 +26,19 @@ TYPES = ["comment.added", "comment.removed", "workflow.transition", "news.publis
          "vm.ready", "vm.failed", "user.joined", "file.uploaded", "task.assigned", "task.done"]
 
 
-def rules_yaml(n):
-    """``n`` rules spread over TYPES, each with a typical mix of conditions."""
+def spread(n, rule):
+    """``n`` rules, ``rule(i, on)`` each, their ``on`` going round TYPES: every third
+    rule takes its type's glob (comment.*) instead."""
     out = []
     for i in range(n):
         kind = TYPES[i % len(TYPES)]
-        on = kind if i % 3 else kind.split(".")[0] + ".*"
-        out.append("""- name: rule-%d
+        out.append(rule(i, kind if i % 3 else kind.split(".")[0] + ".*"))
+    return "".join(out)
+
+
+def rules_yaml(n):
+    """``n`` rules spread over TYPES, each with a typical mix of conditions."""
+    return spread(n, lambda i, on: """- name: rule-%d
   on: %s
   if:
     - path: /intranet/section-%d/**
@@ -46,7 +52,6 @@ def rules_yaml(n):
         body: "{{ data.text | truncate(80) }}"
         url: "{{ object.url }}"
 """ % (i, on, i % 20))
-    return "".join(out)
 
 
 def events(count, seed=1):
@@ -73,13 +78,9 @@ class CountingBus:
 
 
 def path_rules_yaml(n):
-    """``n`` rules of which an event :data:`PATH_EVENT` wants one in ten by type and matches
-    exactly one, rule-0: its path is the only one that fits."""
-    out = []
-    for i in range(n):
-        kind = TYPES[i % len(TYPES)]
-        on = kind if i % 3 else kind.split(".")[0] + ".*"
-        out.append("""- name: path-%d
+    """``n`` rules of which :data:`PATH_EVENT`'s type is wanted by about one in eight and
+    matched by path-0 alone: no other path fits."""
+    return spread(n, lambda i, on: """- name: path-%d
   on: %s
   if:
     - path: /intranet/section-%d/**
@@ -90,7 +91,6 @@ def path_rules_yaml(n):
         title: "{{ actor.name }} on {{ object.title }}"
         body: "{{ data.text | truncate(80) }}"
 """ % (i, on, i))
-    return "".join(out)
 
 
 #: A parsed JSON body, as the API gets it, that path-0 alone of path_rules_yaml matches.
