@@ -3,6 +3,7 @@ import argparse
 import copy
 import http.client
 import json
+import logging
 import os
 import random
 import statistics
@@ -16,6 +17,7 @@ from rulecast.bus import LocalBus  # noqa: E402
 from rulecast.engine import Engine, load_rules  # noqa: E402
 from rulecast.events import Event, load_events  # noqa: E402
 from rulecast.hub import Hub  # noqa: E402
+from rulecast import logs  # noqa: E402
 from rulecast.metrics import Metrics  # noqa: E402
 from rulecast.plugins import manager  # noqa: E402
 from rulecast.store.sqlite import SQLiteStore  # noqa: E402
@@ -113,8 +115,9 @@ def per_event_us(run, bodies, events_per_body, runs):
 
 def rule_path(rules_path, count, runs):
     """CPU µs per event from the parsed body to the (channel, data) list, and its parts:
-    validation alone (load_events), the engine alone (Engine.process), both; one event per
-    body, and batches of 10."""
+    validation alone (load_events), the engine alone (Engine.process), both, and both
+    with the server's logging set up (into /dev/null); one event per body, and batches
+    of 10."""
     hook = manager().hook
     ruleset = load_rules([rules_path], hook)
     assert not ruleset.problems, ruleset.problems
@@ -126,17 +129,26 @@ def rule_path(rules_path, count, runs):
     loaded_batches = [load_events(body) for body in batches]
     engine.process(loaded[0])
     bus.count = 0
+    def both(body):
+        engine.process(load_events(body))
     figures = {
         "validate_us": per_event_us(load_events, singles, 1, runs),
         "validate_batch10_us": per_event_us(load_events, batches, 10, runs),
         "engine_us": per_event_us(engine.process, loaded, 1, runs),
         "engine_batch10_us": per_event_us(engine.process, loaded_batches, 10, runs),
-        "both_us": per_event_us(lambda b: engine.process(load_events(b)), singles, 1, runs),
-        "both_batch10_us": per_event_us(lambda b: engine.process(load_events(b)), batches,
-                                        10, runs),
+        "both_us": per_event_us(both, singles, 1, runs),
+        "both_batch10_us": per_event_us(both, batches, 10, runs),
         "wanted": len(ruleset.for_type(PATH_EVENT["type"])),
     }
-    assert bus.count == 2 * runs * (len(singles) + 10 * len(batches)), bus.count
+    with open(os.devnull, "w") as sink:
+        logs.setup()  # as `rulecast serve` does: INFO and above, key=value lines
+        logging.getLogger().handlers[0].setStream(sink)
+        try:
+            figures["logged_us"] = per_event_us(both, singles, 1, runs)
+            figures["logged_batch10_us"] = per_event_us(both, batches, 10, runs)
+        finally:
+            logging.getLogger().handlers[:] = []
+    assert bus.count == 3 * runs * (len(singles) + 10 * len(batches)), bus.count
     return figures
 
 
@@ -241,6 +253,7 @@ def main():
     for key, what in (("validate", "validation alone (load_events)"),
                       ("engine", "engine alone (Engine.process, no store)"),
                       ("both", "parsed body to messages (both)"),
+                      ("logged", "both, logging as the server does"),
                       ("serve", "server CPU, rulecast serve --workers 1")):
         if key + "_us" in figures:
             print("  %-44s %10.1f %10.1f" % (what, figures[key + "_us"],
