@@ -156,18 +156,20 @@ class LogSchema(_Options):
 # -- compiling and rendering --------------------------------------------------------------
 
 def _compile(compiler, option, source):
-    """A template for a string, or a structure of them for a mapping (see compile_data)."""
+    """``render(context)`` for a string's template, or for a mapping's structure of them
+    (see compile_data)."""
     try:
-        return (compiler.template(source) if isinstance(source, str)
-                else compiler.templates.compile_data(source))
+        if isinstance(source, str):
+            return compiler.template(source).render
+        return compiler.templates.renderer(compiler.templates.compile_data(source))
     except RuleError as exc:
         raise RuleError("%s: %s" % (option, exc.what)) from None
 
 
-def _render(compiler, action, option, compiled, context):
+def _render(action, option, render, context):
     """Render one option; any failure (undefined name, sandbox refusal) names the option."""
     try:
-        return compiler.templates.render_data(compiled, context)
+        return render(context)
     except Exception as exc:
         raise ActionError("%s: %s: %s: %s" % (action, option, type(exc).__name__, exc)) from exc
 
@@ -193,13 +195,13 @@ def notify_from_config(options, compiler):
     def run(event, context):
         scope = event.context
         channels = []
-        for channel in _render(compiler, "notify", "to", targets, scope):
+        for channel in _render("notify", "to", targets, scope):
             if _channel("notify", channel) not in channels:  # one message per channel
                 channels.append(channel)
-        data = {key: _render(compiler, "notify", key, template, scope)
-                for key, template in parts.items()}
+        data = {key: _render("notify", key, render, scope)
+                for key, render in parts.items()}
         data.update(event=event.type, rule=context.rule)
-        data.update(_render(compiler, "notify", "data", extra, scope))
+        data.update(_render("notify", "data", extra, scope))
         # Everything is rendered and checked before the first publish: all or nothing.
         for channel in channels:
             context.publish(channel, dict(data))
@@ -212,9 +214,9 @@ def publish_from_config(options, compiler):
     data = _compile(compiler, "data", options["data"])
 
     def run(event, context):
-        target = _render(compiler, "publish", "channel", channel, event.context)
+        target = _render("publish", "channel", channel, event.context)
         context.publish(_channel("publish", target),
-                        _render(compiler, "publish", "data", data, event.context))
+                        _render("publish", "data", data, event.context))
     return run
 
 
@@ -228,16 +230,16 @@ def webhook_from_config(options, compiler):
 
     def run(event, context):
         scope = event.context
-        address = _render(compiler, "webhook", "url", url, scope)
+        address = _render("webhook", "url", url, scope)
         problem = url_problem(address)
         if problem:
             raise ActionError("webhook: url: %s" % problem)
-        rendered = _render(compiler, "webhook", "headers", headers, scope)
+        rendered = _render("webhook", "headers", headers, scope)
         for name, value in rendered.items():
             if "\r" in value or "\n" in value:  # would add headers of the event's making
                 raise ActionError("webhook: headers.%s: must be one line" % name)
         payload = (event.as_dict() if body is None
-                   else _render(compiler, "webhook", "body", body, scope))
+                   else _render("webhook", "body", body, scope))
         context.webhook(webhooks.Request(address, method, rendered, payload, retries, timeout,
                                          context.rule))
     return run
@@ -249,7 +251,7 @@ def log_from_config(options, compiler):
     level = options["level"]
 
     def run(event, context):
-        context.log(level, _render(compiler, "log", "message", message, event.context))
+        context.log(level, _render("log", "message", message, event.context))
     return run
 
 

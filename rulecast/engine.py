@@ -57,37 +57,55 @@ class Engine:
     """
 
     def __init__(self, ruleset, bus, hook, metrics, sender):
+        self.metrics = metrics
         self.ruleset = ruleset
         self.bus = bus
         self.hook = hook
-        self.metrics = metrics
         self.sender = sender
+
+    @property
+    def ruleset(self):
+        return self._ruleset
+
+    @ruleset.setter
+    def ruleset(self, ruleset):
+        # Rules count into this engine's metrics: their counters resolve on first use.
+        for rule in ruleset.rules:
+            rule.hit_counter = rule.failure_counter = None
+        self._ruleset = ruleset
 
     def process(self, events):
         """Run ``events``; return (names of the rules that matched, message ids).
         Raises BusUnavailable when the messages could not be stored."""
         matched, messages, webhooks = [], [], []
+        received = self.hook.rulecast_event_received
+        # Calling a hook nobody implements still costs pluggy a call; asked per batch,
+        # so a plugin registered later is called from its next batch on.
+        notify = bool(received.get_hookimpls())
+        logged = log.isEnabledFor(logging.DEBUG)
+        self.metrics.events.inc(len(events))
         for event in events:
-            self.metrics.events.inc()
-            try:
-                self.hook.rulecast_event_received(event=event)
-            except Exception:
-                log.exception("plugin hook rulecast_event_received failed on %r", event)
+            if notify:
+                try:
+                    received(event=event)
+                except Exception:
+                    log.exception("plugin hook rulecast_event_received failed on %r", event)
             before, hits = len(messages), []
             for rule in self.ruleset.for_type(event.type):
-                if self._run(rule, event, Context(rule.name, messages, webhooks)):
+                if self._run(rule, event, messages, webhooks):
                     hits.append(rule.name)
                     if rule.stop:
                         break
             matched += hits
-            log.info("event", extra=fields(type=event.type, id=event.id, matched=hits,
-                                           messages=len(messages) - before))
+            if logged:  # a line per event costs as much as the rules: debug only
+                log.debug("event", extra=fields(type=event.type, id=event.id, matched=hits,
+                                                messages=len(messages) - before))
         ids = [m.id for m in self.bus.publish_many(messages)] if messages else []
         for request in webhooks:
             self.sender.send(request)
         return matched, ids
 
-    def _run(self, rule, event, context):
+    def _run(self, rule, event, messages, webhooks):
         try:
             for _, _, check in rule.conditions:
                 if not check(event):
@@ -96,7 +114,11 @@ class Engine:
             self._failed(rule, "condition", exc)
             return False
         rule.hits += 1
-        self.metrics.rule_hits.labels(rule.name).inc()
+        counter = rule.hit_counter
+        if counter is None:  # labels() takes a lock and a lookup: once per rule, not per hit
+            counter = rule.hit_counter = self.metrics.rule_hits.labels(rule.name)
+        counter.inc()
+        context = Context(rule.name, messages, webhooks)
         for label, _, run in rule.actions:
             try:
                 run(event, context)
@@ -106,7 +128,9 @@ class Engine:
 
     def _failed(self, rule, where, exc):
         rule.failures += 1
-        self.metrics.rule_failures.labels(rule.name).inc()
+        if rule.failure_counter is None:
+            rule.failure_counter = self.metrics.rule_failures.labels(rule.name)
+        rule.failure_counter.inc()
         log.warning("rule failed", extra=fields(
             rule=rule.name, at="%s:%d" % (rule.file, rule.line), where=where,
             error="%s: %s" % (type(exc).__name__, exc)))

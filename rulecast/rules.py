@@ -132,6 +132,8 @@ class Rule:
         self.description = description
         self.hits = 0
         self.failures = 0
+        #: The rule's children of the engine's rule_hits and rule_failures counters.
+        self.hit_counter = self.failure_counter = None
         self._on = re.compile("|".join("(?:%s)" % fnmatch.translate(g) for g in on))
 
     def wants(self, event_type):

@@ -6,11 +6,20 @@ import sys
 import textwrap
 import time
 
+import logging
+
+import pytest
 import requests
 
-from rulecast.engine import explain, load_rules
+from rulecast.bus import LocalBus
+from rulecast.engine import Engine, explain, load_rules
 from rulecast.events import Event
+from rulecast.hookspecs import hookimpl
+from rulecast.hub import Hub
+from rulecast.metrics import Metrics
 from rulecast.plugins import manager
+from rulecast.store.sqlite import SQLiteStore
+from rulecast.webhooks import Sender
 
 RULES = """
 - name: to-owner
@@ -101,6 +110,59 @@ def test_events_need_api_key(make_server, tmp_path):
     s = make_server(rules=[rules_file(tmp_path)])
     r = requests.post(s.url + "/rulecast/api/events", json=COMMENT)
     assert r.status_code == 401
+
+
+@pytest.fixture
+def engine(tmp_path):
+    """An engine in this process over RULES, with a real store, hub and bus; its
+    plugin manager is ``engine.pm``."""
+    pm, metrics = manager(), Metrics()
+    store = SQLiteStore(str(tmp_path / "engine.db"))
+    bus = LocalBus(store, Hub(metrics), pm.hook, metrics)
+    engine = Engine(load_rules([rules_file(tmp_path)], pm.hook), bus, pm.hook, metrics,
+                    Sender())
+    engine.pm = pm
+    yield engine
+    store.close()
+
+
+def test_event_line_at_debug_only(engine, caplog):
+    """Each event gets a log line at debug level, and none above it."""
+    caplog.set_level(logging.INFO, logger="rulecast.rules")
+    engine.process([Event(**COMMENT)])
+    assert [r for r in caplog.records if r.getMessage() == "event"] == []
+    caplog.set_level(logging.DEBUG, logger="rulecast.rules")
+    engine.process([Event(**COMMENT)])
+    line, = [r for r in caplog.records if r.getMessage() == "event"]
+    assert line.levelno == logging.DEBUG
+    assert line.fields == {"type": "comment.added", "id": None,
+                           "matched": ["to-owner", "broken"], "messages": 1}
+
+
+def test_rule_counters_in_the_engines_metrics(engine, tmp_path):
+    """Hits and failures are counted per rule in the metrics of the engine that runs it."""
+    engine.process([Event(**COMMENT), Event(**COMMENT)])
+    text = engine.metrics.render().decode()
+    assert 'rulecast_rule_hits_total{rule="to-owner"} 2.0' in text
+    assert 'rulecast_rule_failures_total{rule="broken"} 2.0' in text
+    other = Engine(engine.ruleset, engine.bus, engine.hook, Metrics(), engine.sender)
+    other.process([Event(**COMMENT)])
+    assert 'rulecast_rule_hits_total{rule="to-owner"} 1.0' in other.metrics.render().decode()
+
+
+def test_event_hook_plugin_registered_later(engine):
+    """A plugin implementing rulecast_event_received is called from the next batch on."""
+    seen = []
+
+    class Plugin:
+        @hookimpl
+        def rulecast_event_received(self, event):
+            seen.append(event.type)
+
+    engine.process([Event("before.plugin")])
+    engine.pm.register(Plugin())
+    engine.process([Event("after.plugin"), Event("and.again")])
+    assert seen == ["after.plugin", "and.again"]
 
 
 def test_explain_reports_conditions_and_sends_nothing(tmp_path):

@@ -2,7 +2,7 @@
 import pytest
 from marshmallow import ValidationError
 
-from rulecast.events import Event, load_events, lookup
+from rulecast.events import Event, EventSchema, load_events, lookup
 
 
 def test_only_type_required():
@@ -34,3 +34,72 @@ def test_lookup_dotted():
     assert lookup(ctx, "object.nope", None) is None
     with pytest.raises(KeyError):
         lookup(ctx, "data.x")
+
+
+#: Bodies the fast check refuses, each for another reason; the schema words the errors.
+BAD = [
+    {},
+    {"type": None},
+    {"type": 7},
+    {"type": ""},
+    {"type": "bad type!"},
+    {"type": "x" * 201},
+    {"type": "x", "time": 5},
+    {"type": "x", "actor": None},
+    {"type": "x", "actor": "bob", "data": [1]},
+    {"type": "x", "object": {1: "not a string key"}},
+    {"type": "x", "color": "red"},
+    {"actor": {"id": "bob"}, "nope": 1},
+    "comment.added",
+    [{"type": "ok"}, {"type": "bad type!"}, {}],
+    [{"type": "ok"}, "not an object", {"type": "x", "data": None}],
+]
+
+
+@pytest.mark.parametrize("body", BAD, ids=range(len(BAD)))
+def test_errors_as_the_schema_gives_them(body):
+    """A bad body gets exactly the errors EventSchema gives, per index for a list."""
+    with pytest.raises(ValidationError) as exc:
+        load_events(body)
+    if isinstance(body, (dict, list)):
+        with pytest.raises(ValidationError) as schema:
+            EventSchema(many=isinstance(body, list)).load(body)
+        assert exc.value.messages == schema.value.messages
+    else:
+        assert exc.value.messages == {"_": ["expected an event object or a list of them"]}
+
+
+#: Well-formed bodies, plain and unusual: the fast check and the schema load them alike.
+GOOD = [
+    {"type": "comment.added"},
+    {"type": "a\n"},  # the schema's pattern ends in $, which allows one final newline
+    {"type": "x" * 200, "id": 7, "time": "2026-01-01T00:00:00Z", "actor": {"id": "bob"},
+     "object": {"path": "/a", "tags": ["x"]}, "data": {"text": "{{ 7*7 }}", "n": None}},
+    {"type": "x", "id": "e-1", "time": None, "data": {}},
+]
+
+
+@pytest.mark.parametrize("body", GOOD, ids=range(len(GOOD)))
+def test_good_events_as_the_schema_loads_them(body):
+    """A well-formed event is the one the schema would load, with copies of its mappings."""
+    event, = load_events(body)
+    loaded = EventSchema().load(body)
+    if loaded["time"] is None:
+        loaded["time"] = event.time  # the receiving time
+    assert event.as_dict() == loaded
+    for key in ("actor", "object", "data"):
+        assert key not in body or getattr(event, key) is not body[key]
+
+
+@pytest.mark.parametrize("id_", [True, 1.5, [1], {"a": 1}])
+def test_odd_ids_judged_by_the_schema(id_):
+    """An id neither string nor integer gets what the schema says of it, whichever way."""
+    body = {"type": "x", "id": id_}
+    try:
+        loaded = EventSchema().load(body)
+    except ValidationError as schema:
+        with pytest.raises(ValidationError) as exc:
+            load_events(body)
+        assert exc.value.messages == schema.messages
+    else:
+        assert load_events(body)[0].id == loaded["id"]
