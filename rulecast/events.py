@@ -11,6 +11,12 @@ __all__ = ["EventSchema", "Event", "load_events", "make_event", "lookup"]
 TYPE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]*$"
 
 
+def _string_or_integer(value):
+    # A validator must raise: marshmallow 4 ignores one that returns False.
+    if value is not None and (type(value) not in (str, int)):
+        raise ValidationError("must be a string or an integer")
+
+
 class EventSchema(Schema):
     """An event; only ``type`` is required."""
 
@@ -18,9 +24,7 @@ class EventSchema(Schema):
         validate.Length(max=200),
         validate.Regexp(TYPE_PATTERN, error="must be a dotted name like 'comment.added', "
                                             "got {input!r}")])
-    id = fields.Raw(load_default=None, validate=lambda v: v is None or (
-        isinstance(v, (str, int)) and not isinstance(v, bool)),
-        error_messages={"validator_failed": "must be a string or an integer"})
+    id = fields.Raw(load_default=None, validate=_string_or_integer)
     time = fields.String(load_default=None)
     actor = fields.Dict(keys=fields.String(), load_default=dict)
     object = fields.Dict(keys=fields.String(), load_default=dict)
