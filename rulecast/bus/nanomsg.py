@@ -16,6 +16,13 @@ from rulecast.sequencer import PUB, TICK_EVERY, pair_name, stream_lines
 log = logging.getLogger("rulecast.bus")
 
 
+def new_token(request):
+    """A request's token, unique across workers and restarts. It starts with the time,
+    so the store's index of tokens grows at its end: random tokens would land all over
+    it, each one a page read and a page written per commit."""
+    return "%x.%d.%d" % (time.time_ns(), os.getpid(), request)
+
+
 class NanomsgBus(Bus):
     """Hands new messages to the sequencer on this worker's PAIR socket and takes the
     sequenced stream from its PUB; gaps the PUB leaves are refilled by :class:`Bus`."""
@@ -55,7 +62,7 @@ class NanomsgBus(Bus):
     def _sequence(self, items):
         self.next_request += 1
         request, answer = self.next_request, AsyncResult()
-        token = os.urandom(12).hex()
+        token = new_token(request)
         data = dumps({"r": request, "t": token, "m": items})  # not JSON: raises here
         self.pending[request] = answer
         try:
