@@ -1,6 +1,5 @@
 """The sequencer alone, fed by simulated workers: its ceiling in messages/s and its CPU per message."""
 import argparse
-import json
 import os
 import signal
 import sys
@@ -16,7 +15,8 @@ import nanomsg  # noqa: E402
 
 from rulecast.bus.nanomsg import new_token  # noqa: E402
 from rulecast.nanomsg_io import endpoint  # noqa: E402
-from rulecast.sequencer import PUB, pair_name, stream_lines  # noqa: E402
+from rulecast.ipc import decode_reply, decode_stream, encode_request  # noqa: E402
+from rulecast.sequencer import PUB, pair_name  # noqa: E402
 
 SERVER_CPU, CLIENT_CPU = 0, 1
 
@@ -39,10 +39,11 @@ def start_sequencer(tmp, workers):
         os._exit(0)
 
 
-def request(n, token, batch, subscribers):
-    items = [["user:u%d" % ((n * batch + i) % subscribers), {"n": n * batch + i, "t": 0.0}]
+def request(n, batch, subscribers):
+    """Worker request ``n``: ``batch`` messages, each for one of ``subscribers`` users."""
+    items = [("user:u%d" % ((n * batch + i) % subscribers), {"n": n * batch + i, "t": 0.0})
              for i in range(batch)]
-    return json.dumps({"r": n, "t": token, "m": items}).encode()
+    return encode_request(n, new_token(n), items)
 
 
 def measure(workers, batch, seconds, window, subscribers=1000):
@@ -69,23 +70,23 @@ def measure(workers, batch, seconds, window, subscribers=1000):
         sent = answered = received = 0
         for pair in pairs:
             for _ in range(window):
-                pair.send(request(sent, new_token(sent), batch, subscribers))
+                pair.send(request(sent, batch, subscribers))
                 sent += 1
         cpu0, t0 = _cpu_ns(pid), time.time()
         while time.time() - t0 < seconds:
             for pair in pairs:
-                reply = json.loads(pair.recv())
-                if "error" in reply:
-                    raise SystemExit("the sequencer refused: %s" % reply["error"])
-                answered += len(reply["messages"])
-                pair.send(request(sent, new_token(sent), batch, subscribers))
+                _, reply = decode_reply(pair.recv())
+                if reply.startswith(b"!"):
+                    raise SystemExit("the sequencer refused: %s" % reply.decode())
+                answered += batch
+                pair.send(request(sent, batch, subscribers))
                 sent += 1
             while True:  # drain the broadcast without waiting, so it never backs up
                 try:
                     data = sub.recv(flags=nanomsg.DONTWAIT)
                 except nanomsg.NanoMsgAPIError:
                     break
-                received += sum(1 for id_, _, _ in stream_lines(data) if id_ is not None)
+                received += sum(1 for id_, _, _ in decode_stream(data) if id_ is not None)
         elapsed, cpu = time.time() - t0, (_cpu_ns(pid) - cpu0) / 1e9
     finally:
         for sock in pairs + [sub]:

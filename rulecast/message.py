@@ -3,12 +3,18 @@ import json
 import struct
 from datetime import datetime, timezone
 
-__all__ = ["Message", "now_iso", "ws_frame", "dumps"]
+__all__ = ["Message", "RawJSON", "now_iso", "ws_frame", "dumps"]
 
 
 def dumps(obj):
     """Compact JSON as UTF-8 bytes; the one encoder used for every frame."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+class RawJSON(bytes):
+    """A message's data already encoded by :func:`dumps`, stored and sent as it is."""
+
+    __slots__ = ()
 
 
 def now_iso():
@@ -42,6 +48,15 @@ class Message:
         self.time = time
         self.data = data
         self._json = self._ws = self._sse = None
+
+    @classmethod
+    def encoded(cls, id, channel, time, data):
+        """A message whose ``data`` is :class:`RawJSON`: its frame is made from those
+        bytes, never decoded (``data`` stays None)."""
+        message = cls(id, channel, time, None)
+        message._json = b'{"type":"message","id":%d,"channel":%s,"time":%s,"data":%s}' % (
+            id, dumps(channel), dumps(time), data)
+        return message
 
     def frame(self):
         """The protocol frame as a dict."""

@@ -79,5 +79,18 @@ class Socket:
                     self._send_fd = self.sock.send_fd
                 wait_read(self._send_fd, timeout=timeout)
 
+    def try_send(self, data):
+        """Send ``data`` if it goes without waiting; False when it would have to wait
+        (or another greenlet is waiting to send)."""
+        if self._sending.locked():
+            return False
+        try:
+            self.sock.send(data, flags=nanomsg.DONTWAIT)
+        except nanomsg.NanoMsgAPIError as exc:
+            if exc.errno != nanomsg.EAGAIN:
+                raise
+            return False
+        return True
+
     def close(self):
         self.sock.close()

@@ -1,5 +1,4 @@
 """The sequencer: the one process that numbers messages, stores them and broadcasts them."""
-import json
 import logging
 import signal
 
@@ -8,13 +7,13 @@ import nanomsg
 from gevent.event import Event
 from gevent.queue import Queue
 
-from rulecast.message import dumps
+from rulecast.ipc import decode_request, encode_reply, encode_stream, encode_tick
 from rulecast.nanomsg_io import Socket, endpoint
 from rulecast.store import open_store
 
 log = logging.getLogger("rulecast.sequencer")
 
-__all__ = ["Sequencer", "PUB", "pair_name", "stream_lines", "TICK_EVERY"]
+__all__ = ["Sequencer", "PUB", "pair_name", "TICK_EVERY"]
 
 #: The broadcast of sequenced messages every worker subscribes to.
 PUB = "messages"
@@ -23,33 +22,18 @@ PUB = "messages"
 TICK_EVERY = 0.5
 
 
-def stream_lines(data):
-    """The lines of one PUB send, each ``(id, channel, frame JSON)``, or ``(None,
-    "tick", last_id)`` for a tick. A line is ``ID CHANNEL FRAME`` (channels hold no
-    spaces, compact JSON no newline) or ``tick LAST_ID``: a worker learns where a
-    message goes without decoding it, and most go to no one it serves."""
-    for line in data.split(b"\n"):
-        head, _, rest = line.partition(b" ")
-        if head == b"tick":
-            yield None, "tick", int(rest)
-        else:
-            channel, _, frame = rest.partition(b" ")
-            yield int(head), channel.decode("utf-8"), frame
-
-
 def pair_name(worker):
     """The request socket of worker slot ``worker``."""
     return "worker-%d" % worker
 
 
 class Sequencer:
-    """Receives ``{"r": request, "t": token, "m": [[channel, data], …]}`` from each
-    worker on its own PAIR socket (reliable: PAIR never drops), stores everything that
-    waits in one transaction, answers ``{"r": request, "messages": [frames]}`` and
-    publishes each frame on PUB, where a lagging worker may lose some; ids let it
-    notice and refill (:func:`stream_lines`). The store keeps each request's token: a worker that got no
-    answer asks the store what became of it (:meth:`Store.resolve`), and a request it
-    gave up is refused when it arrives late."""
+    """Receives requests (:mod:`rulecast.ipc`) from each worker on its own PAIR socket
+    (reliable: PAIR never drops), stores everything that waits in one transaction,
+    answers each request with its first id, and publishes the messages on PUB, where a
+    lagging worker may lose some; ids let it notice and refill. The store keeps each
+    request's token: a worker that got no answer asks the store what became of it
+    (:meth:`Store.resolve`), and a request it gave up is refused when it arrives late."""
 
     def __init__(self, config, run_dir, workers):
         self.store = open_store(config.store, max_per_channel=config.history.max_per_channel,
@@ -75,13 +59,11 @@ class Sequencer:
         while True:
             raw = pair.recv()
             try:
-                request = json.loads(raw)
-                items = [(c, d) for c, d in request["m"]]
-                token = request["t"]
-            except (ValueError, KeyError, TypeError) as exc:
+                request, token, items = decode_request(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
                 log.error("malformed request from a worker: %s", exc)
                 continue
-            self.requests.put((pair, request["r"], token, items))
+            self.requests.put((pair, request, token, items))
 
     def _write(self):
         while True:
@@ -95,38 +77,25 @@ class Sequencer:
                 log.exception("store failed; %d messages refused",
                               sum(len(items) for _, _, _, items in batch))
                 for pair, request, _, _ in batch:
-                    self._reply(pair, dumps({"r": request, "error": str(exc)}))
+                    self._reply(pair, encode_reply(request, error=str(exc)))
                 continue
             for (pair, request, _, _), messages in zip(batch, stored):
-                if messages is None:
-                    self._reply(pair, dumps({"r": request, "error": "given up by its worker"}))
-                else:
-                    self._reply(pair, b'{"r":%s,"messages":[%s]}' % (
-                        dumps(request), b",".join(m.json for m in messages)))
-            self._broadcast([m for messages in stored if messages for m in messages])
+                self._reply(pair, encode_reply(request, messages, "given up by its worker"))
+            for data in encode_stream([m for ms in stored if ms for m in ms],
+                                      self.broadcast_bytes):
+                self.pub.send(data)
 
     #: Bytes of messages put in one PUB send, well under what a worker buffers.
     broadcast_bytes = 256 * 1024
-
-    def _broadcast(self, messages):
-        """Send ``messages`` on PUB, many to a send: each nanomsg send costs as much as
-        storing a message. See :func:`stream_lines` for the form."""
-        lines, size = [], 0
-        for message in messages:
-            line = b"%d %s %s" % (message.id, message.channel.encode("utf-8"), message.json)
-            lines.append(line)
-            size += len(line)
-            if size >= self.broadcast_bytes:
-                self.pub.send(b"\n".join(lines))
-                lines, size = [], 0
-        if lines:
-            self.pub.send(b"\n".join(lines))
 
     #: Seconds a worker may take to take its answer before it is given up.
     reply_timeout = 2.0
 
     def _reply(self, pair, data):
-        # A dead or stuck worker must not hold up the others: answer from a greenlet.
+        if pair.try_send(data):
+            return
+
+        # A dead or stuck worker must not hold up the others: wait in a greenlet.
         def send():
             try:
                 pair.send(data, timeout=self.reply_timeout)
@@ -137,4 +106,4 @@ class Sequencer:
     def _tick(self):
         while True:
             gevent.sleep(TICK_EVERY)
-            self.pub.send(b"tick %d" % self.store.last_id())
+            self.pub.send(encode_tick(self.store.last_id()))

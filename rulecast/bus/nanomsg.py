@@ -1,5 +1,4 @@
 """The nanomsg bus: workers of one host, joined to the sequencer over IPC sockets."""
-import json
 import logging
 import os
 import time
@@ -9,9 +8,11 @@ import nanomsg
 from gevent.event import AsyncResult
 
 from rulecast.bus.base import Bus, BusUnavailable
-from rulecast.message import Message, dumps
+from rulecast.ipc import (decode_reply, decode_stream, encode_request,
+                          reply_messages)
+from rulecast.message import Message
 from rulecast.nanomsg_io import Socket, endpoint
-from rulecast.sequencer import PUB, TICK_EVERY, pair_name, stream_lines
+from rulecast.sequencer import PUB, TICK_EVERY, pair_name
 
 log = logging.getLogger("rulecast.bus")
 
@@ -63,7 +64,7 @@ class NanomsgBus(Bus):
         self.next_request += 1
         request, answer = self.next_request, AsyncResult()
         token = new_token(request)
-        data = dumps({"r": request, "t": token, "m": items})  # not JSON: raises here
+        data = encode_request(request, token, items)  # not JSON: raises here
         self.pending[request] = answer
         try:
             self.pair.send(data, timeout=self.timeout)
@@ -72,9 +73,10 @@ class NanomsgBus(Bus):
             return self._resolve(token, items)
         finally:
             self.pending.pop(request, None)
-        if "error" in reply:
-            raise BusUnavailable(reply["error"])
-        return [Message(f["id"], f["channel"], f["time"], f["data"]) for f in reply["messages"]]
+        try:
+            return reply_messages(reply, items)
+        except LookupError as exc:
+            raise BusUnavailable(str(exc)) from None
 
     def _resolve(self, token, items):
         """No answer: the sequencer may be stuck, dead, or have stored the messages and
@@ -94,8 +96,8 @@ class NanomsgBus(Bus):
 
     def _answers(self):
         while True:
-            reply = json.loads(self.pair.recv())
-            answer = self.pending.get(reply.get("r"))
+            request, reply = decode_reply(self.pair.recv())
+            answer = self.pending.get(request)
             if answer is not None:
                 answer.set(reply)
 
@@ -107,7 +109,7 @@ class NanomsgBus(Bus):
         handled = 0
         while True:
             raw = self.sub.recv()
-            for id, channel, frame in stream_lines(raw):
+            for id, channel, frame in decode_stream(raw):
                 if id is None:
                     self.last_tick = time.monotonic()
                     if frame > self.last_id:

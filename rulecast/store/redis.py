@@ -26,7 +26,7 @@ import logging
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from rulecast.message import Message
+from rulecast.message import Message, RawJSON
 from rulecast.store.base import Store
 from rulecast.store.redis_scripts import (APPEND, DROP, MARK_READ, QUERY, RAISE_ID, RESOLVE,
                                          TRIM)
@@ -100,6 +100,8 @@ def _time_ms(text):
 
 
 def _dumps(obj):
+    if type(obj) is RawJSON:
+        return obj.decode("utf-8")
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -210,7 +212,8 @@ class RedisStore(Store):
                   -1 if self.max_per_channel is None else self.max_per_channel,
                   self.channel if publish else "", "1" if token else "", self.OP_TTL] + args)
         now = json.loads(now)
-        return [Message(first + i, channel, now if time is None else time, data)
+        return [(Message.encoded if type(data) is RawJSON else Message)(
+                    first + i, channel, now if time is None else time, data)
                 for i, (channel, data, time) in enumerate(out)]
 
     def append_requests(self, requests):
