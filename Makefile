@@ -17,12 +17,13 @@ test: $(STAMP)
 install: $(STAMP)
 
 # Benchmarks (not part of make test): rules, the suite against Flask-SocketIO, then
-# targeted publish and events against it (docs/performance.md; about 30 minutes on 2 cores).
+# targeted publish and events against it, over HTTP and rulecast's service sockets
+# (docs/performance.md; about 35 minutes on 2 cores).
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/suite.py
-	$(BIN)/python bench/targeted.py --batch 10 --workers 2
+	$(BIN)/python bench/targeted.py --batch 10 --workers 2 --transport http,ws
 
 # The documentation site in docs/_build/html; warnings are errors (a broken link fails).
 docs: $(STAMP)

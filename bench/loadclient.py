@@ -51,11 +51,31 @@ class Sub:
         self.sock.connect_ex(("127.0.0.1", port))  # EINPROGRESS; EPOLLOUT tells when done
 
 
-def masked(payload):
-    """A masked client text frame: RFC 6455 requires it, and servers close on unmasked ones."""
-    mask = os.urandom(4)
-    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(
+def masked(payload, mask=None, op=1):
+    """A masked client frame (text unless ``op``), with ``mask`` or a random one: RFC 6455
+    requires it, and servers close on unmasked ones."""
+    mask, n = mask or os.urandom(4), len(payload)
+    size = bytes([0x80 | n]) if n < 126 else bytes([0xFE]) + n.to_bytes(2, "big") \
+        if n < 65536 else bytes([0xFF]) + n.to_bytes(8, "big")
+    return bytes([0x80 | op]) + size + mask + bytes(
         b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def frame_at(buf, pos):
+    """(opcode, payload start, end) of the server frame (unmasked) at ``pos`` in ``buf``,
+    or None when it is not complete there."""
+    size = len(buf)
+    if size - pos < 2:
+        return None
+    ln, hl = buf[pos + 1] & 127, 2
+    if ln >= 126:
+        hl = 4 if ln == 126 else 10
+        if size - pos < hl:
+            return None
+        ln = int.from_bytes(buf[pos + 2:pos + hl], "big")
+    if pos + hl + ln > size:
+        return None
+    return buf[pos] & 15, pos + hl, pos + hl + ln
 
 
 class LoadClient:
@@ -129,19 +149,15 @@ class LoadClient:
             self.lat.append(now - t)
 
     def frames(self, fd, s, buf, now):
-        pos, size = 0, len(buf)
-        while size - pos >= 2:
-            op, ln, hl = buf[pos] & 15, buf[pos + 1] & 127, 2  # server frames are unmasked
-            if ln >= 126:
-                hl = 4 if ln == 126 else 10
-                if size - pos < hl:
-                    break
-                ln = int.from_bytes(buf[pos + 2:pos + hl], "big")
-            if pos + hl + ln > size:
+        pos = 0
+        while True:
+            frame = frame_at(buf, pos)
+            if frame is None:
                 break
-            start, pos = pos + hl, pos + hl + ln
+            op, start, pos = frame
             if op == 8:
-                code = int.from_bytes(buf[start:start + 2], "big") if ln >= 2 else 1005
+                code = int.from_bytes(buf[start:start + 2], "big") if pos - start >= 2 \
+                    else 1005
                 return self.drop(fd, s, code)
             if op != 1:
                 continue

@@ -9,7 +9,7 @@ import time
 from loadclient import client_main
 from procs import (bus_metrics, fd_count, log_problems, log_tail, process_tree, rss_of, sample,
                    start_server, stop_server)
-from publisher import PACED, paced_main, publisher_main
+from publisher import PACED, paced_main, publisher_main, ws_paced_main
 
 
 def wait_for(pipe, deadline, what):
@@ -88,7 +88,8 @@ class Target:
     def phase(self, messages, rate, connections=1, slow=0, watch_rss=False, workload=None):
         """Publishes ``messages`` at ``rate``/s (None: as fast as ``connections`` get
         answers), with ``slow`` subscribers stopped; with a ``workload``
-        (workload.Workload), by the paced publisher on PACED connections instead. The
+        (workload.Workload), by the paced publisher on PACED connections instead (HTTP,
+        or service WebSockets for a workload of transport "ws"). The
         client's figures of this phase
         (loadclient.LoadClient.phase) plus the publisher's (``sent``), the server's CPU
         over the phase (``cpu_s``, ``wall_s``, per process in ``procs``) and, with
@@ -98,7 +99,8 @@ class Target:
         pids = self.pids = process_tree(self.proc.pid)
         before, rss = sample(pids), []
         if workload:
-            publisher = self.spawn(paced_main, workload, messages, rate, self.deadline, PACED,
+            paced = ws_paced_main if workload.transport == "ws" else paced_main
+            publisher = self.spawn(paced, workload, messages, rate, self.deadline, PACED,
                                    self.base)
         else:
             publisher = self.spawn(publisher_main, messages, rate, self.deadline, connections,

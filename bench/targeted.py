@@ -15,19 +15,24 @@ from targeted_report import bound, print_report, summarize_case
 from workload import Workload, paths, rules_text
 
 #: A workload of the table: its name, what it sends, messages per request, rulecast's
-#: workers, and the peer's workload shown beside it (for those the peer cannot run).
-Case = collections.namedtuple("Case", "name kind batch workers reference")
+#: workers, the peer's workload shown beside it (for those the peer cannot run), and
+#: how it is sent (workload.TRANSPORTS).
+Case = collections.namedtuple("Case", "name kind batch workers reference transport",
+                              defaults=("http",))
 SERVERS = {"rulecast": "rulecast", "before": "rulecast", "peer": "socketio"}
 
 
-def cases(kinds, batch, workers):
+def cases(kinds, batch, workers, transports=("http",)):
     """The table's workloads: each kind one message per request, then in batches of
-    ``batch`` (when above 1), then publish with ``workers`` (when above 1)."""
+    ``batch`` (when above 1), then each kind over service sockets (with "ws" in
+    ``transports``), then publish with ``workers`` (when above 1)."""
     out = []
-    for k in [1] + [batch] * (batch > 1):
+    for k in [1] + [batch] * (batch > 1) if "http" in transports else []:
         suffix = "" if k == 1 else ", batch %d" % k
         out += [Case(kind + suffix, kind, k, 1, None if kind == "publish" else "publish" + suffix)
                 for kind in kinds]
+    if "ws" in transports:  # the peer has none: its HTTP publish is the reference
+        out += [Case(kind + ", service socket", kind, 1, 1, "publish", "ws") for kind in kinds]
     if workers > 1:
         out.append(Case("publish, --workers %d" % workers, "publish", 1, workers, "publish"))
     return out
@@ -41,7 +46,7 @@ class TargetedRun(Run):
         super().__init__(SERVERS[column], args.subscribers, args)
         self.case, self.column = case, column
         self.source = args.source if column == "before" else None
-        self.workload = Workload(case.kind, self.server, self.n, case.batch)
+        self.workload = Workload(case.kind, self.server, self.n, case.batch, case.transport)
         self.paths = paths(self.server, self.n)
         self.result.update(case=case.name, column=column)
 
@@ -65,7 +70,9 @@ class TargetedRun(Run):
                 prefix + "_server_busy": step["server_busy"],
                 prefix + "_client_busy": phase["busy"],
                 prefix + "_publisher_busy": phase["sent"]["busy"],
-                prefix + "_late_ms": phase["sent"]["late_ms"]}
+                prefix + "_late_ms": phase["sent"]["late_ms"],
+                prefix + "_accepted": phase["sent"]["ok"],
+                prefix + "_errors": len(phase["sent"]["errors"])}
 
     def measure(self):
         args, result = self.args, self.result
@@ -77,6 +84,10 @@ class TargetedRun(Run):
                     and self.case.kind == "publish":
                 result["skipped"] = "the server answers 400 to a list body, so it cannot " \
                     "take publish batches: %s" % sent["refused"]
+                return result
+            if self.case.transport == "ws" and not sent["ok"] and sent["refused"]:
+                result["skipped"] = "no service connections on this server: %s" \
+                    % sent["refused"]
                 return result
             result.update(self.figures("fixed", fixed))
             result["fixed_bound"] = bound(result, "fixed", self.case.workers)
@@ -135,6 +146,9 @@ def main(argv=None):
     p.add_argument("--workload", default="publish,events",
                    help="comma-separated: publish (POST /api/publish to user:u<i>), events "
                         "(POST /api/events through 100 rules, rulecast only)")
+    p.add_argument("--transport", default="http,ws",
+                   help="comma-separated: http (a POST per request), ws (rulecast only: "
+                        "frames pipelined on service WebSockets, rows '…, service socket')")
     p.add_argument("--batch", type=int, default=1,
                    help="also measure every workload with K messages per request (a JSON "
                         "list); 1: off")
@@ -175,6 +189,9 @@ def main(argv=None):
     kinds = [k for k in args.workload.split(",") if k]
     if not kinds or set(kinds) - {"publish", "events"}:
         p.error("--workload: publish, events or both")
+    transports = [t for t in args.transport.split(",") if t]
+    if not transports or set(transports) - {"http", "ws"}:
+        p.error("--transport: http, ws or both")
     if min(args.runs, args.subscribers, args.batch, args.workers) < 1 or args.step_factor <= 1:
         p.error("--runs, --subscribers, --batch, --workers must be at least 1, "
                 "--step-factor above 1")
@@ -189,7 +206,7 @@ def main(argv=None):
     where = machine()  # before the runs: the commit measured, not one checked out meanwhile
     if args.source:
         where["before"] = "%s (%s)" % (os.path.abspath(args.source), commit(args.source))
-    plan = cases(kinds, args.batch, args.workers)
+    plan = cases(kinds, args.batch, args.workers, transports)
     if "peer" in columns:  # the peer's reference rows, for the workloads it cannot run
         plan += [Case(c.reference, "publish", c.batch, 1, None) for c in plan
                  if c.reference and c.reference not in [x.name for x in plan]]

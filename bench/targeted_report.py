@@ -1,6 +1,6 @@
 """The targeted bench's figures: which side was the bound, medians over runs, and the table."""
 from procs import CLIENT_CPU, SERVER_CPU
-from publisher import PACED
+from publisher import PACED, WS_CAP
 from suite_report import cell, grid, print_head, ratio, summarize
 
 HEADS = {"rulecast": "rulecast", "before": "before", "peer": "Flask-SocketIO"}
@@ -70,6 +70,10 @@ def headline(report):
              "medians of %d run(s), losses from the worst; [c NN%%]: the load client's busy "
              "share" % (a["start_rate"], a["step_factor"], a["step_seconds"], a["p99_ms"],
                         a["runs"])]
+    if any(c.get("transport") == "ws" for c in report["cases"]):
+        lines.append("service socket rows: the same publisher on %d WebSockets to /rulecast/ws "
+                     "with the API key, one message per frame, frames pipelined (at most %d "
+                     "unanswered each), round robin" % (PACED, WS_CAP))
     if report["machine"].get("before"):
         lines.append("before: rulecast from %s" % report["machine"]["before"])
     return "\n".join(lines)
@@ -115,7 +119,7 @@ def print_report(report):
             rows.append(row)
     print(grid(rows))
     print("* the peer's publish figures of the same batch size, as the reference: it has "
-          "no rules engine, and it runs one process")
+          "no rules engine, no service sockets, and it runs one process")
     for case in report["cases"]:
         for column, runs in report["all_runs"][case["name"]].items():
             for k, r in enumerate(runs):

@@ -7,6 +7,7 @@ from publisher import STAMP
 
 RULES = 100  # rules loaded for the events workload; each event type matches exactly one
 KINDS = ("publish", "events")
+TRANSPORTS = ("http", "ws")  # HTTP requests, or frames on service WebSockets (rulecast's)
 _T = "@t@"  # the send time's place in a body, until it becomes STAMP
 
 
@@ -43,13 +44,18 @@ def paths(server, subscribers):
 class Workload:
     """``kind`` "publish" (to channel user:u<i>, or the peer's room u<i>) or "events" (an
     event of type bench.e<n mod RULES> owned by u<i>, rulecast only), ``batch`` messages
-    per request: a JSON list when above 1."""
+    per request: a JSON list when above 1. ``transport`` "ws" (rulecast only, one message
+    per frame): frames ``publish`` or ``emit`` on a service WebSocket, ``path``."""
 
-    def __init__(self, kind, server, subscribers, batch=1):
-        if kind not in KINDS or (kind == "events" and server != "rulecast"):
-            raise ValueError("no %s workload for %s" % (kind, server))
+    def __init__(self, kind, server, subscribers, batch=1, transport="http"):
+        if kind not in KINDS or transport not in TRANSPORTS or server != "rulecast" and (
+                kind == "events" or transport == "ws") or transport == "ws" and batch > 1:
+            raise ValueError("no %s workload over %s for %s, batch %d" % (
+                kind, transport, server, batch))
         self.kind, self.server, self.subscribers, self.batch = kind, server, subscribers, batch
-        self.path = "/rulecast/api/events" if kind == "events" else SERVERS[server]["publish"]
+        self.transport = transport
+        self.path = "/rulecast/ws" if transport == "ws" else "/rulecast/api/events" \
+            if kind == "events" else SERVERS[server]["publish"]
 
     def item(self, n):
         data, to = {"t": _T, "n": n}, user(n, self.subscribers)
@@ -60,8 +66,13 @@ class Workload:
         return {"channel": "user:" + to, "data": data}
 
     def body(self, numbers):
-        """The JSON body for messages ``numbers``, with STAMP where the send time goes."""
+        """The JSON body (or frame) for messages ``numbers``, with STAMP where the send
+        time goes."""
         items = [self.item(n) for n in numbers]
-        text = json.dumps(items if self.batch > 1 else items[0], separators=(",", ":"))
+        body = items if self.batch > 1 else items[0]
+        if self.transport == "ws":
+            body = {"type": "emit", "event": body} if self.kind == "events" \
+                else dict({"type": "publish"}, **body)
+        text = json.dumps(body, separators=(",", ":"))
         return text.encode().replace(b'"%s"' % _T.encode(), STAMP)
 

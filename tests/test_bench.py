@@ -78,8 +78,9 @@ TARGETED_TINY = ["--subscribers", "20", "--runs", "1", "--fixed-rate", "100",
 
 @pytest.mark.timeout(180)
 def test_targeted_smoke():
-    """Targeted publish and events, one at a time and in batches of 10, on both servers:
-    every message reaches its one subscriber once, with sane figures (no timing asserted)."""
+    """Targeted publish and events, one at a time, in batches of 10 and over service
+    sockets, on both servers: every message reaches its one subscriber once, with sane
+    figures (no timing asserted)."""
     both = importlib.util.find_spec("flask_socketio") is not None
     run = subprocess.run(
         [sys.executable, os.path.join(ROOT, "bench", "targeted.py"), *TARGETED_TINY,
@@ -92,6 +93,10 @@ def test_targeted_smoke():
                 if not by[column].get("skipped")]
     assert ("events", "rulecast") in measured and ("events, batch 10", "rulecast") in measured
     assert ("publish", "rulecast") in measured
+    for case in ("publish, service socket", "events, service socket"):
+        assert (case, "rulecast") in measured and (case, "peer") not in measured, measured
+        figures = results[case]["rulecast"]["median"]
+        assert figures["fixed_accepted"] == 50 and figures["fixed_errors"] == 0, figures
     assert not both or ("publish", "peer") in measured, measured
     for case, column in measured:
         figures = results[case][column]["median"]
