@@ -11,14 +11,19 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def bench_json(script, *args, timeout=150):
+    """What ``bench/<script> ARGS`` printed, as JSON; it must exit 0."""
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "bench", script), *args],
+                         cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return json.loads(run.stdout)
+
+
 def fanout(*args):
     """The JSON medians of a bench/fanout.py run with 20 subscribers and 10 messages."""
-    run = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "bench", "fanout.py"), "--subscribers", "20",
-         "--messages", "10", "--runs", "1", "--json", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout + run.stderr
-    return next(r for r in json.loads(run.stdout)["results"] if r["subscribers"] == 20)
+    report = bench_json("fanout.py", "--subscribers", "20", "--messages", "10", "--runs", "1",
+                        "--json", *args, timeout=120)
+    return next(r for r in report["results"] if r["subscribers"] == 20)
 
 
 @pytest.mark.timeout(180)  # above the subprocess timeout, so a hang reports the bench's output
@@ -50,12 +55,7 @@ SUITE_TINY = ["--subscribers", "20", "--runs", "1", "--max-connections", "200",
 def test_suite_smoke():
     """Every phase of bench/suite.py runs on both servers, without loss, with sane figures."""
     both = importlib.util.find_spec("flask_socketio") is not None
-    run = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "bench", "suite.py"), *SUITE_TINY,
-         "--server", "both" if both else "rulecast"],
-        cwd=ROOT, capture_output=True, text=True, timeout=150)
-    assert run.returncode == 0, run.stdout + run.stderr
-    report = json.loads(run.stdout)
+    report = bench_json("suite.py", *SUITE_TINY, "--server", "both" if both else "rulecast")
     assert sorted(report["results"]) == (["peer", "rulecast"] if both else ["rulecast"])
     for server, by_n in report["results"].items():
         figures = by_n["20"]["median"]
@@ -82,12 +82,7 @@ def test_targeted_smoke():
     sockets, on both servers: every message reaches its one subscriber once, with sane
     figures (no timing asserted)."""
     both = importlib.util.find_spec("flask_socketio") is not None
-    run = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "bench", "targeted.py"), *TARGETED_TINY,
-         "--server", "both" if both else "rulecast"],
-        cwd=ROOT, capture_output=True, text=True, timeout=150)
-    assert run.returncode == 0, run.stdout + run.stderr
-    report = json.loads(run.stdout)
+    report = bench_json("targeted.py", *TARGETED_TINY, "--server", "both" if both else "rulecast")
     results = report["results"]
     measured = [(case, column) for case, by in results.items() for column in by
                 if not by[column].get("skipped")]
