@@ -61,4 +61,7 @@ def rulecast_message_published(message):
 @hookspec
 def rulecast_configure(config, flask_app):
     """Called once at start-up with the loaded config and rulecast's Flask app, to add
-    routes, blueprints or request hooks."""
+    routes, blueprints or request hooks. ``POST {prefix}/api/publish`` and
+    ``POST {prefix}/api/events`` are answered before Flask (every message goes through
+    them), so Flask's request hooks do not see those two; use
+    ``rulecast_event_received`` or ``rulecast_message_published`` for them."""
