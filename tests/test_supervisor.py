@@ -197,10 +197,10 @@ def test_unreachable_sequencer_reported_and_publish_refused(make_server):
         deadline = time.time() + 10
         # Each worker notices on its own, up to a tick apart, and either may answer a
         # request: judge the answer that said 503, not the next one.
-        while (health := requests.get(s.url + "/rulecast/healthz")).status_code != 503:
+        while (answer := requests.get(s.url + "/rulecast/healthz")).status_code != 503:
             assert time.time() < deadline, "healthz never reported the sequencer"
             time.sleep(0.2)
-        body = health.json()
+        body = answer.json()
         assert body["status"] == "degraded" and body["sequencer"] == "unreachable"
         r = requests.post(s.url + "/rulecast/api/publish", json={"channel": "topic:x", "data": {}},
                           headers={"Authorization": "Bearer " + s.api_key}, timeout=15)

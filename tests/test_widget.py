@@ -5,7 +5,6 @@ httponly ``rulecast_token`` cookie. Set RULECAST_WIDGET_SCREENSHOT=1 to refresh
 docs/widget.png.
 """
 import datetime
-import json
 import os
 import time
 from urllib.parse import urlencode
