@@ -2,7 +2,6 @@
 import base64
 import fnmatch
 import hashlib
-import logging
 import re
 import socket
 import struct
@@ -14,10 +13,8 @@ from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Header, Stream, WebSocket as _WebSocket
 
 from rulecast.headers import Headers
-from rulecast.logs import fields
+from rulecast.logs import access
 from rulecast.message import ws_frame
-
-access_log = logging.getLogger("rulecast.access")
 
 # Tokens in URLs (?token=) must never reach a log file.
 _TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s]*")
@@ -161,11 +158,11 @@ class Handler(WebSocketHandler):
         status = (self._orig_status or self.status or "000").split()[0]
         duration = (self.time_finish - self.time_start) if self.time_finish else 0.0
         client = self.client_address
-        access_log.info("request", extra=fields(
+        access(
             client=client[0] if isinstance(client, tuple) else client,
             request_line=_TOKEN_IN_URL.sub(r"\1[redacted]", self.requestline or ""),
             status=int(status) if status.isdigit() else status,
-            bytes=self.response_length or 0, seconds=round(duration, 4)))
+            bytes=self.response_length or 0, seconds=round(duration, 4))
 
     #: Bodies up to this size leave with their head in one send().
     one_send = 64 * 1024

@@ -2,6 +2,7 @@
 import json
 import logging
 
+import pytest
 import requests
 
 from tests.conftest import RunningServer
@@ -30,6 +31,61 @@ def test_json_line_has_fields_and_request_id():
     finally:
         logs.request_id.set(None)
     assert doc["message"] == "message" and doc["id"] == 7 and doc["request"] == "req-1"
+
+
+@pytest.fixture
+def logged(tmp_path):
+    """Logging set up as the server does, to a file; yields a reader of its lines."""
+    root, saved = logging.getLogger(), logging.getLogger().handlers[:]
+    path = tmp_path / "err.log"
+    with open(path, "w") as stream:
+        def setup(as_json=False):
+            logs.setup(as_json=as_json)
+            root.handlers[0].setStream(stream)
+        yield setup, lambda: path.read_text().splitlines()
+    root.handlers[:] = saved
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_access_line_as_the_formatter_makes_it(logged, as_json):
+    """logs.access() writes the line the formatter makes of the same record."""
+    setup, lines = logged
+    setup(as_json)
+    logs.request_id.set("req-9")
+    try:
+        logs.access(client="10.0.0.1", request_line="GET / HTTP/1.1", status=200, bytes=5,
+                    seconds=0.0012)
+        want = logging.getLogger().handlers[0].format(logging.makeLogRecord({
+            "name": "rulecast.access", "levelname": "INFO", "msg": "request",
+            "fields": {"client": "10.0.0.1", "request_line": "GET / HTTP/1.1",
+                       "status": 200, "bytes": 5, "seconds": 0.0012}}))
+    finally:
+        logs.request_id.set(None)
+    got, = lines()
+    if as_json:
+        got, want = json.loads(got), json.loads(want)
+        del got["time"], want["time"]
+        assert got == want
+    else:
+        assert got.split(" ", 2)[2] == want.split(" ", 2)[2]  # all but the time
+
+
+def test_access_line_through_logging_when_reconfigured(logged):
+    """With a handler of someone else's on rulecast.access, the line takes the logging
+    module's path, so that handler sees it."""
+    setup, lines = logged
+    setup()
+    seen = []
+    other = logging.Handler()
+    other.emit = seen.append
+    logging.getLogger("rulecast.access").addHandler(other)
+    try:
+        logs.access(client="10.0.0.1", request_line="GET / HTTP/1.1", status=200, bytes=5,
+                    seconds=0.1)
+    finally:
+        logging.getLogger("rulecast.access").removeHandler(other)
+    assert [r.fields["status"] for r in seen] == [200]
+    assert len(lines()) == 1 and "status=200" in lines()[0]
 
 
 def test_given_request_id_kept_or_replaced():
