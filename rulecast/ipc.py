@@ -45,6 +45,8 @@ def encode_reply(request, messages=None, error=None):
     ``REQUEST ! ERROR``."""
     if messages is None:
         return b"%d ! %s" % (request, error.encode("utf-8", "replace"))
+    if not messages:  # a request of no messages: nothing to number
+        return b"%d 0 -" % request
     return b"%d %d %s" % (request, messages[0].id, messages[0].time.encode("ascii"))
 
 
