@@ -10,6 +10,7 @@ from rulecast.api import PUBLISH, PUBLISH_MANY, ApiError, require_api_key
 from rulecast.bus import BusUnavailable
 from rulecast.channels import ChannelError, parse as parse_channel
 from rulecast.events import load_events
+from rulecast.message import dumps
 
 __all__ = ["Ingest", "MAX_BATCH"]
 
@@ -20,7 +21,7 @@ MAX_BATCH = 1000
 
 
 def _answer(start_response, status, body):
-    data = json.dumps(body, separators=(",", ":")).encode()
+    data = dumps(body)
     start_response(status, [("Content-Type", "application/json"),
                             ("Content-Length", str(len(data))), ("Date", _date())])
     return [data]
@@ -138,8 +139,7 @@ class Ingest:
         if size > self.small_body:
             too_large = {str(i): {"data": ["larger than %d bytes" % self.max_message]}
                          for i, item in enumerate(body)
-                         if len(json.dumps(item["data"], separators=(",", ":"),
-                                           ensure_ascii=False).encode()) > self.max_message}
+                         if len(dumps(item["data"])) > self.max_message}
             if too_large:
                 raise ApiError(413, too_large)
         return [(item["channel"], item["data"]) for item in body]
@@ -149,7 +149,7 @@ class Ingest:
         try:
             batch = load_events(body)
         except ValidationError as exc:
-            raise ApiError(400, _string_keys(exc.messages)) from None
+            raise ApiError(400, exc.messages) from None
         try:
             matched, ids = self.server.engine.process(batch)
         except BusUnavailable as exc:
@@ -175,15 +175,8 @@ def _schema_errors(schema, body):
     try:
         schema.load(body)
     except ValidationError as exc:
-        raise ApiError(400, _string_keys(exc.messages)) from None
-    raise ApiError(400, {"_": ["not a message: %r" % (body,)[:200]]})
-
-
-def _string_keys(errors):
-    """marshmallow keys a list's errors by int; JSON objects need strings."""
-    if isinstance(errors, dict):
-        return {str(k): _string_keys(v) for k, v in errors.items()}
-    return errors
+        raise ApiError(400, exc.messages) from None
+    raise ApiError(400, {"_": [("not a message: %r" % (body,))[:200]]})
 
 
 _REASONS = {400: "BAD REQUEST", 401: "UNAUTHORIZED", 413: "REQUEST ENTITY TOO LARGE",

@@ -5,14 +5,11 @@ encoded once, is stored and broadcast as those bytes, and a line names its id an
 channel up front. Channels hold no whitespace (:func:`rulecast.channels.parse`), and
 compact JSON holds no newline, so a space and a newline are safe separators.
 """
-import re
-
+from rulecast.channels import parse as parse_channel
 from rulecast.message import Message, RawJSON, dumps
 
 __all__ = ["encode_request", "decode_request", "encode_reply", "decode_reply",
            "reply_messages", "encode_stream", "decode_stream", "encode_tick"]
-
-_WHITESPACE = re.compile(r"\s")
 
 
 def encode_request(request, token, items):
@@ -21,8 +18,7 @@ def encode_request(request, token, items):
     anything is sent."""
     lines = [b"%d %s" % (request, token.encode("ascii"))]
     for channel, data in items:
-        if not channel or _WHITESPACE.search(channel):
-            raise ValueError("channel %r is empty or holds whitespace" % (channel,))
+        parse_channel(channel)  # a valid channel holds no space or newline to break a line
         lines.append(b"%s %s" % (channel.encode("utf-8"), dumps(data)))
     return b"\n".join(lines)
 
